@@ -1,0 +1,109 @@
+"""On-disk cache of decoded ImageStores, so each source is decoded (and resized) once.
+
+An entry is ``<key>.npy`` (the uint8 images, uncompressed) plus ``<key>.json`` (labels, ids,
+class names). The key hashes the source's resolved path, size and modification time, the split,
+the image size and any selection, so editing the source makes a new entry. Both files are
+written to a temporary name and renamed into place, the JSON last: an entry without its JSON
+was never finished and is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from sempairs.data.store import ImageStore
+
+FORMAT_VERSION = 1
+
+
+def cache_root() -> Path:
+    """The sempairs cache folder: ``$SEMPAIRS_CACHE`` if set, else ``~/.cache/sempairs``."""
+    env = os.environ.get("SEMPAIRS_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "sempairs"
+
+
+def stores_dir() -> Path:
+    """Where cached stores live: ``<cache root>/stores``."""
+    return cache_root() / "stores"
+
+
+def fingerprint(path: str | Path) -> list:
+    """Resolved path, size and mtime of a file; of a folder, its file count, total size and newest mtime."""
+    path = Path(path).resolve()
+    st = path.stat()
+    if not path.is_dir():
+        return [str(path), st.st_size, st.st_mtime_ns]
+    count, total, newest = 0, 0, st.st_mtime_ns
+    for dirpath, _, filenames in os.walk(path):
+        newest = max(newest, os.stat(dirpath).st_mtime_ns)
+        for name in filenames:
+            fst = os.stat(os.path.join(dirpath, name))
+            count, total, newest = count + 1, total + fst.st_size, max(newest, fst.st_mtime_ns)
+    return [str(path), count, total, newest]
+
+
+def cache_key(source_fingerprint: list, split: str, size: int | None, **selection) -> str:
+    """Hex key of one store of the source with ``source_fingerprint`` (see :func:`fingerprint`).
+
+    ``selection`` holds any further options that change the store (classes, limits).
+    """
+    parts = {"format": FORMAT_VERSION, "source": source_fingerprint, "split": split, "size": size, **selection}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def load_store(key: str) -> ImageStore | None:
+    """The cached store under ``key``, or None when there is none (or it is unreadable)."""
+    meta_path, images_path = stores_dir() / f"{key}.json", stores_dir() / f"{key}.npy"
+    if not meta_path.exists():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        images = np.load(images_path, mmap_mode=None, allow_pickle=False)
+        if list(images.shape) != meta["shape"]:
+            raise ValueError(f"{images_path} holds {images.shape}, its JSON says {meta['shape']}")
+        labels = None if meta["labels"] is None else np.asarray(meta["labels"], dtype=np.int64)
+        return ImageStore(images=images, labels=labels, class_names=meta["class_names"], ids=meta["ids"],
+                          source=meta["source"], split=meta["split"])
+    except (OSError, ValueError, KeyError) as exc:
+        warnings.warn(f"ignoring unreadable cache entry {meta_path} ({exc}); it will be rebuilt", stacklevel=2)
+        return None
+
+
+def _write_atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is ordinary user data
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def save_store(key: str, store: ImageStore) -> None:
+    """Cache ``store`` under ``key``; a cache that cannot be written only warns."""
+    folder = stores_dir()
+    meta = {
+        "format": FORMAT_VERSION,
+        "source": store.source,
+        "split": store.split,
+        "shape": list(store.images.shape),
+        "class_names": list(store.class_names),
+        "ids": list(store.ids),
+        "labels": None if store.labels is None else store.labels.tolist(),
+    }
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(folder / f"{key}.npy", lambda f: np.save(f, np.ascontiguousarray(store.images)))
+        _write_atomic(folder / f"{key}.json", lambda f: f.write(json.dumps(meta).encode()))
+    except OSError as exc:
+        warnings.warn(f"could not write the dataset cache in {folder} ({exc}). Fix: set SEMPAIRS_CACHE to a writable folder",
+                      stacklevel=2)

@@ -1,0 +1,190 @@
+"""Datasets by name or by path: finding local copies, downloading, and loading through the cache.
+
+A path (image folder, ``.zip`` of one, ``.npz``, or a torchvision folder such as
+``cifar-10-batches-py``) is read by its format. A name (``cifar10``, ``cifar100``, ``stl10``) is
+looked up in ``root``, then each folder of ``$SEMPAIRS_DATA`` (separated by ``os.pathsep``), then
+the cache root (``$SEMPAIRS_CACHE`` or ``~/.cache/sempairs``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from sempairs.data import cache, sources
+from sempairs.data.sources import TORCHVISION, DataError
+from sempairs.data.store import ImageStore
+
+DATASETS: dict[str, dict] = {
+    "cifar10": {
+        "description": "CIFAR-10: 60,000 32x32 colour images in 10 classes (train 50,000, test 10,000)",
+        "num_classes": 10,
+        "splits": ["train", "test"],
+    },
+    "cifar100": {
+        "description": "CIFAR-100: 60,000 32x32 colour images in 100 classes (train 50,000, test 10,000)",
+        "num_classes": 100,
+        "splits": ["train", "test"],
+    },
+    "stl10": {
+        "description": "STL-10: 96x96 colour images in 10 classes (train 5,000, test 8,000, unlabeled 100,000)",
+        "num_classes": 10,
+        "splits": ["train", "test", "unlabeled"],
+    },
+}
+
+
+def _dataset_name(name: str) -> str | None:
+    """The registered name ``name`` spells (``CIFAR-10`` -> ``cifar10``), or None."""
+    key = name.lower().replace("-", "").replace("_", "")
+    return key if key in DATASETS else None
+
+
+def _known_name(name: str) -> str:
+    key = _dataset_name(name)
+    if key is None:
+        raise DataError(f"unknown dataset name {name!r}; the named datasets are: {', '.join(DATASETS)}")
+    return key
+
+
+def search_dirs(root: str | Path | None = None) -> list[Path]:
+    """Folders searched for named datasets, in order: ``root``, each ``$SEMPAIRS_DATA`` folder, the cache root."""
+    dirs = [Path(root).expanduser()] if root else []
+    dirs += [Path(d).expanduser() for d in os.environ.get("SEMPAIRS_DATA", "").split(os.pathsep) if d]
+    return dirs + [cache.cache_root()]
+
+
+def _candidates(name: str) -> list[str]:
+    """File and folder names a local copy of ``name`` may have, best first."""
+    return [TORCHVISION[name][1], f"{name}-jpeg.zip", f"{name}.zip", f"{name}.npz", f"{name}-jpeg", name]
+
+
+def find_dataset(name: str, root: str | Path | None = None) -> Path | None:
+    """The first local copy of the named dataset in :func:`search_dirs`, or None."""
+    name = _known_name(name)
+    tv_folder = TORCHVISION[name][1]
+    for folder in search_dirs(root):
+        for candidate in _candidates(name):
+            path = folder / candidate
+            if candidate == tv_folder:
+                if path.is_dir():
+                    return path
+            elif candidate.endswith((".zip", ".npz")):
+                if path.is_file():
+                    return path
+            elif path.is_dir():
+                # a folder called "cifar10" may be a torchvision root rather than an image folder
+                return path / tv_folder if (path / tv_folder).is_dir() else path
+    return None
+
+
+def list_datasets(root: str | Path | None = None) -> list[dict]:
+    """The named datasets: name, description, num_classes, splits, and found (local path, or None)."""
+    rows = []
+    for name, info in DATASETS.items():
+        found = find_dataset(name, root)
+        rows.append({"name": name, **info, "splits": list(info["splits"]), "found": str(found) if found else None})
+    return rows
+
+
+def _not_found(name: str, root: str | Path | None) -> FileNotFoundError:
+    looked = "\n".join(f"  {d}" for d in search_dirs(root))
+    return FileNotFoundError(
+        f"dataset {name!r} not found locally. Looked for {', '.join(_candidates(name))} in:\n{looked}\n"
+        f"Fix: pass --download (download=True) to fetch it with torchvision, or set SEMPAIRS_DATA to a folder "
+        f"holding one of those (e.g. export SEMPAIRS_DATA=/path/to/data)"
+    )
+
+
+def _resolve(name_or_path: str, download: bool, root: str | Path | None) -> Path:
+    """The file or folder to read for ``name_or_path``, downloading a named dataset if asked."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and _torchvision_name(path) is None:
+        # a torchvision root (e.g. ./data holding cifar-10-batches-py) rather than an image folder
+        inner = [path / folder for _, folder, _ in TORCHVISION.values() if (path / folder).is_dir()]
+        if len(inner) > 1:
+            raise DataError(f"{path} holds several datasets ({', '.join(p.name for p in inner)}). Fix: give one of them")
+        if inner:
+            return inner[0]
+    if path.exists():
+        return path
+    name = _dataset_name(name_or_path)
+    if name is None:
+        raise FileNotFoundError(
+            f"{name_or_path!r} is neither an existing file or folder nor a dataset name ({', '.join(DATASETS)}). "
+            "Fix: give the path of an image folder, a .zip of one or a .npz, or one of those names"
+        )
+    found = find_dataset(name, root)
+    if found is not None:
+        return found
+    if not download:
+        raise _not_found(name, root)
+    return sources.download_torchvision(name, Path(root).expanduser() if root else cache.cache_root())
+
+
+def _torchvision_name(path: Path) -> str | None:
+    """The dataset name when ``path`` is a torchvision folder (``cifar-10-batches-py``, ...), else None."""
+    return next((n for n, (_, folder, _) in TORCHVISION.items() if path.name == folder and path.is_dir()), None)
+
+
+def _decodes_images(path: Path) -> bool:
+    """Whether ``path`` is an image folder or zip, whose reader decodes only the selected images."""
+    return _torchvision_name(path) is None and (path.is_dir() or path.suffix.lower() == ".zip")
+
+
+def _read(path: Path, split: str, size: int | None, download: bool, classes=None, limit_per_class=None) -> ImageStore:
+    """Read ``path`` by its format, keeping ``classes`` / ``limit_per_class``."""
+    tv_name = _torchvision_name(path)
+    if tv_name is not None:
+        store = sources.read_torchvision(tv_name, path.parent, split, size, download)
+    elif path.is_dir():
+        return sources.read_image_folder(path, split, size, classes, limit_per_class)
+    elif path.suffix.lower() == ".zip":
+        return sources.read_image_zip(path, split, size, classes, limit_per_class)
+    elif path.suffix.lower() == ".npz":
+        store = sources.read_npz(path, split, size)
+    else:
+        raise DataError(f"{path}: unsupported dataset file. Fix: give an image folder, a .zip of one, or a .npz")
+    return sources.select(store, classes, limit_per_class)
+
+
+def load_dataset(
+    name_or_path: str | os.PathLike,
+    split: str = "train",
+    size: int | None = None,
+    download: bool = False,
+    root: str | None = None,
+    classes: Sequence[str] | None = None,
+    limit_per_class: int | None = None,
+) -> ImageStore:
+    """One split of a dataset, given by name or path, with images resized to ``size`` (None: native).
+
+    ``classes`` keeps those classes only (labels renumbered in that order); ``limit_per_class``
+    keeps the first N images of each class. Results are cached (see :mod:`sempairs.data.cache`),
+    so a second call reads one ``.npy`` instead of decoding again.
+    """
+    if size is not None and size <= 0:
+        raise ValueError(f"size must be a positive number of pixels or None, got {size}")
+    if limit_per_class is not None and limit_per_class <= 0:
+        raise ValueError(f"limit_per_class must be positive or None, got {limit_per_class}")
+    classes = None if classes is None else list(classes)
+    path = _resolve(os.fspath(name_or_path), download, root)
+    fingerprint = cache.fingerprint(path)
+    full_key = cache.cache_key(fingerprint, split, size)
+    selected = classes is not None or limit_per_class is not None
+    if selected:
+        key = cache.cache_key(fingerprint, split, size, classes=classes, limit_per_class=limit_per_class)
+        store = cache.load_store(key)
+        if store is not None:
+            return store
+    store = cache.load_store(full_key)
+    if store is not None:
+        return sources.select(store, classes, limit_per_class)
+    if selected and _decodes_images(path):
+        store = _read(path, split, size, download, classes, limit_per_class)
+        cache.save_store(key, store)
+        return store
+    store = _read(path, split, size, download)
+    cache.save_store(full_key, store)
+    return sources.select(store, classes, limit_per_class)

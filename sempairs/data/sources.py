@@ -1,0 +1,458 @@
+"""Readers that turn one split of a dataset on disk into an ImageStore.
+
+Formats: an image folder (``<root>/<split>/<class>/<file>``), a zip of one (read in place),
+an ``.npz`` of arrays, and the torchvision on-disk layouts of CIFAR-10, CIFAR-100 and STL-10.
+Every reader resizes once, to ``size`` x ``size`` (PIL bicubic, which antialiases when it
+shrinks), or keeps the native size when ``size`` is None.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import zipfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from sempairs.data.store import ImageStore
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
+SPLIT_NAMES = frozenset({"train", "test", "val", "valid", "validation", "unlabeled", "unlabelled"})
+
+# torchvision datasets: name -> (class in torchvision.datasets, folder it keeps under its root, splits)
+TORCHVISION = {
+    "cifar10": ("CIFAR10", "cifar-10-batches-py", ("train", "test")),
+    "cifar100": ("CIFAR100", "cifar-100-python", ("train", "test")),
+    "stl10": ("STL10", "stl10_binary", ("train", "test", "unlabeled")),
+}
+STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
+
+# Below this many images, decoding in the calling process beats starting workers.
+_PARALLEL_MIN_IMAGES = 2000
+
+
+class DataError(ValueError):
+    """A dataset on disk that cannot be read as asked; the message names the file and the fix."""
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def select_indices(
+    labels: np.ndarray | None,
+    n: int,
+    class_names: Sequence[str],
+    classes: Sequence[str] | None,
+    limit_per_class: int | None,
+    source: str,
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """Rows of ``n`` kept by ``classes`` / ``limit_per_class``, with their new labels and class names.
+
+    Rows keep their order; labels are renumbered in the order of ``classes``. With
+    ``limit_per_class`` the first N rows of each class are kept (of an unlabelled split, whose
+    ``labels`` are None: the first N rows).
+    """
+    keep = np.arange(n)
+    if classes is not None:
+        if labels is None:
+            raise DataError(f"{source} has no labels, so classes={list(classes)} cannot be selected. Fix: drop the classes option")
+        if not classes or len(set(classes)) != len(classes):
+            raise DataError(f"classes={list(classes)} must be a non-empty list without repeats")
+        unknown = [c for c in classes if c not in class_names]
+        if unknown:
+            raise DataError(f"{source} has no class {unknown[0]!r}; its classes are: {', '.join(class_names)}")
+        old_to_new = np.full(len(class_names), -1, dtype=np.int64)
+        old_to_new[[list(class_names).index(c) for c in classes]] = np.arange(len(classes))
+        labels = old_to_new[labels]
+        keep = np.flatnonzero(labels >= 0)
+        class_names = classes
+    if limit_per_class is not None:
+        if labels is None:
+            keep = keep[:limit_per_class]
+        else:
+            kept = labels[keep]
+            rank = np.zeros(len(keep), dtype=np.int64)
+            for c in np.unique(kept):
+                where = np.flatnonzero(kept == c)
+                rank[where] = np.arange(len(where))
+            keep = keep[rank < limit_per_class]
+    return keep, None if labels is None else labels[keep], list(class_names)
+
+
+def select(store: ImageStore, classes: Sequence[str] | None = None, limit_per_class: int | None = None) -> ImageStore:
+    """The store restricted to ``classes`` (renumbered in that order) and ``limit_per_class``."""
+    if classes is None and limit_per_class is None:
+        return store
+    keep, labels, names = select_indices(store.labels, len(store), store.class_names, classes, limit_per_class, store.source)
+    return ImageStore(
+        images=store.images[keep],
+        labels=labels,
+        class_names=names,
+        ids=[store.ids[i] for i in keep],
+        source=store.source,
+        split=store.split,
+    )
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def decode_image(data: bytes, size: int | None) -> np.ndarray:
+    """One encoded image as uint8 (H, W, 3), resized to ``size`` x ``size`` unless None."""
+    with Image.open(io.BytesIO(data)) as im:
+        im = im.convert("RGB") if im.mode != "RGB" else im
+        if size is not None and im.size != (size, size):
+            im = im.resize((size, size), Image.Resampling.BICUBIC)
+        return np.asarray(im)
+
+
+def resize_images(images: np.ndarray, size: int | None) -> np.ndarray:
+    """uint8 (N, H, W, 3) images resized to ``size`` x ``size`` (unchanged when already that size or None)."""
+    if size is None or images.shape[1:3] == (size, size):
+        return images
+    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
+    for i, img in enumerate(images):
+        out[i] = np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BICUBIC))
+    return out
+
+
+def _reader(kind: str, path: str) -> Callable[[str], bytes]:
+    """A function reading one member (zip) or file (folder) of ``path`` as bytes; a worker keeps it for life."""
+    if kind == "zip":
+        return zipfile.ZipFile(path).read
+    root = Path(path)
+    return lambda rel: (root / rel).read_bytes()
+
+
+def _decode_chunk(read: Callable[[str], bytes], members: Sequence[str], size: int | None, where: str) -> np.ndarray:
+    """Decode ``members`` into one (n, H, W, 3) array; errors name the member and the fix."""
+    first: np.ndarray | None = None
+    out: np.ndarray | None = None
+    for i, member in enumerate(members):
+        try:
+            img = decode_image(read(member), size)
+        except Exception as exc:  # PIL raises many kinds (OSError, SyntaxError, ValueError, ...)
+            raise DataError(
+                f"cannot read image {member} in {where}: {exc}. Fix: replace or delete that file, then load again"
+            ) from None
+        if first is None:
+            first, out = img, np.empty((len(members),) + img.shape, dtype=np.uint8)
+        elif img.shape != first.shape:
+            raise _size_mismatch(where, members[0], first.shape, member, img.shape)
+        out[i] = img
+    return out
+
+
+def _size_mismatch(where: str, first: str, first_shape, other: str, other_shape) -> DataError:
+    return DataError(
+        f"images in {where} differ in size: {other} is {other_shape[1]}x{other_shape[0]} but {first} is "
+        f"{first_shape[1]}x{first_shape[0]}. Fix: pass a size (size=32, --size 32) to resize all images to one size"
+    )
+
+
+_worker_read: Callable[[str], bytes] | None = None
+
+
+def _init_worker(kind: str, path: str) -> None:
+    global _worker_read
+    _worker_read = _reader(kind, path)
+
+
+def _worker_decode(members: Sequence[str], size: int | None, where: str) -> np.ndarray:
+    return _decode_chunk(_worker_read, members, size, where)
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def decode_all(
+    kind: str,
+    path: str,
+    members: Sequence[str],
+    size: int | None,
+    workers: int | None = None,
+    read: Callable[[str], bytes] | None = None,
+) -> np.ndarray:
+    """Decode ``members`` of a zip (``kind="zip"``) or folder (``"dir"``) into uint8 (N, H, W, 3).
+
+    ``workers`` processes share the work (default: one per CPU for large jobs, none for small
+    ones); each opens the source once and decodes contiguous chunks. ``read`` (e.g. the ``read``
+    of an already open ZipFile) serves the work done in this process.
+    """
+    if workers is None:
+        workers = _cpu_count() if len(members) >= _PARALLEL_MIN_IMAGES else 1
+    workers = max(1, min(workers, len(members)))
+    if workers == 1:
+        return _decode_chunk(read or _reader(kind, path), members, size, path)
+    chunk = max(64, -(-len(members) // (workers * 4)))
+    starts = range(0, len(members), chunk)
+    chunks = [members[i : i + chunk] for i in starts]
+    context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+    out: np.ndarray | None = None
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(kind, path))
+    try:
+        for start, names, part in zip(starts, chunks, pool.map(_worker_decode, chunks, repeat(size), repeat(path))):
+            if out is None:
+                out = np.empty((len(members),) + part.shape[1:], dtype=np.uint8)
+            elif part.shape[1:] != out.shape[1:]:
+                raise _size_mismatch(path, members[0], out.shape[1:], names[0], part.shape[1:])
+            out[start : start + len(part)] = part
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return out
+
+
+# --------------------------------------------------------------------------- image folders and zips
+
+
+def _is_image_path(rel: str) -> bool:
+    parts = rel.split("/")
+    return (
+        os.path.splitext(parts[-1])[1].lower() in IMAGE_EXTENSIONS
+        and not any(p.startswith(".") for p in parts)
+        and parts[0] != "__MACOSX"
+    )
+
+
+def _plan_layout(paths: Sequence[str], split: str, where: str) -> tuple[list[str], np.ndarray | None, list[str]]:
+    """Pick the split's images from ``paths`` (relative, '/'-separated): (paths, labels or None, class names).
+
+    Layouts: ``<split>/<class>/<file>``; ``<class>/<file>`` (no split level, only for split
+    "train"); images directly under the split folder (or root) make an unlabelled split.
+    """
+    tops = {p.split("/", 1)[0] for p in paths if "/" in p}
+    if split in tops:
+        prefix = split + "/"
+    elif split == "train" and not tops & SPLIT_NAMES:
+        prefix = ""
+    else:
+        splits = sorted(tops & SPLIT_NAMES)
+        found = f"its split folders are: {', '.join(splits)}" if splits else "it has no split folders (read as split 'train')"
+        raise DataError(
+            f"{where} has no {split!r} split folder; {found}. "
+            f"Fix: load one of those splits, or add {split}/<class>/<image> files"
+        )
+    rel = [p[len(prefix) :] for p in paths if p.startswith(prefix)]
+    class_names = sorted({r.split("/", 1)[0] for r in rel if "/" in r})
+    loose = sorted(r for r in rel if "/" not in r)
+    if class_names and loose:
+        raise DataError(
+            f"{where}: image {prefix}{loose[0]} lies next to the class folders of split {split!r}. "
+            "Fix: move it into a class folder or delete it"
+        )
+    if not rel:
+        raise DataError(f"{where}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found for split {split!r}")
+    if not class_names:
+        return [prefix + r for r in loose], None, []
+    index = {name: i for i, name in enumerate(class_names)}
+    keyed = sorted((index[r.split("/", 1)[0]], r) for r in rel)
+    return [prefix + r for _, r in keyed], np.array([c for c, _ in keyed], dtype=np.int64), class_names
+
+
+def _read_layout(
+    kind: str,
+    path: Path,
+    read: Callable[[str], bytes],
+    members: list[str],
+    ids: list[str],
+    split: str,
+    size: int | None,
+    classes: Sequence[str] | None,
+    limit_per_class: int | None,
+    workers: int | None,
+) -> ImageStore:
+    member_of = dict(zip(ids, members))
+    picked, labels, class_names = _plan_layout(ids, split, str(path))
+    if classes is not None or limit_per_class is not None:
+        keep, labels, class_names = select_indices(labels, len(picked), class_names, classes, limit_per_class, str(path))
+        picked = [picked[i] for i in keep]
+    images = decode_all(kind, str(path), [member_of[p] for p in picked], size, workers, read)
+    return ImageStore(images=images, labels=labels, class_names=class_names, ids=picked, source=str(path), split=split)
+
+
+def read_image_folder(
+    root: str | Path,
+    split: str = "train",
+    size: int | None = None,
+    classes: Sequence[str] | None = None,
+    limit_per_class: int | None = None,
+    workers: int | None = None,
+) -> ImageStore:
+    """One split of an image folder ``<root>/<split>/<class>/<file>`` (or ``<root>/<class>/<file>`` as "train").
+
+    Classes are sorted alphabetically into label ids; images come class by class in sorted path
+    order; ids are paths relative to ``root`` (``train/cat/0001.jpg``).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} does not exist")
+    rels = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        base = Path(dirpath).relative_to(root).as_posix()
+        rels.extend(f if base == "." else f"{base}/{f}" for f in filenames)
+    rels = [r for r in rels if _is_image_path(r)]
+    return _read_layout("dir", root, _reader("dir", str(root)), rels, rels, split, size, classes, limit_per_class, workers)
+
+
+def read_image_zip(
+    path: str | Path,
+    split: str = "train",
+    size: int | None = None,
+    classes: Sequence[str] | None = None,
+    limit_per_class: int | None = None,
+    workers: int | None = None,
+) -> ImageStore:
+    """One split of a zip of an image folder, read in place (nothing is unpacked to disk).
+
+    A top folder holding everything (``cifar10/train/cat/0001.jpg``) is stripped from the ids,
+    unless it is a split name; otherwise as :func:`read_image_folder`.
+    """
+    path = Path(path)
+    try:
+        zf = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as exc:
+        raise DataError(f"{path} is not a readable zip file ({exc}). Fix: download or copy it again") from None
+    with zf:
+        members = [i.filename for i in zf.infolist() if not i.is_dir() and _is_image_path(i.filename)]
+        ids = members
+        tops = {m.split("/", 1)[0] for m in members}
+        if len(tops) == 1 and not tops & SPLIT_NAMES and all(m.count("/") >= 2 for m in members):
+            ids = [m.split("/", 1)[1] for m in members]
+        return _read_layout("zip", path, zf.read, members, ids, split, size, classes, limit_per_class, workers)
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def _check_images(arr: np.ndarray, where: str, key: str) -> np.ndarray:
+    if arr.dtype != np.uint8:
+        fix = "(x * 255).round().clip(0, 255).astype(np.uint8)" if arr.dtype.kind == "f" else "x.astype(np.uint8)"
+        raise DataError(f"{where}: key {key!r} has dtype {arr.dtype}, expected uint8 pixels 0..255. Fix: save {fix}")
+    if arr.ndim == 4 and arr.shape[-1] == 3:
+        return arr
+    if arr.ndim == 4 and arr.shape[1] == 3:
+        return np.ascontiguousarray(arr.transpose(0, 2, 3, 1))
+    raise DataError(
+        f"{where}: key {key!r} has shape {arr.shape}, expected RGB images (N, H, W, 3) or (N, 3, H, W). "
+        "Fix: grey images need a channel axis repeated 3 times, e.g. np.repeat(x[..., None], 3, axis=-1)"
+    )
+
+
+def _check_labels(arr: np.ndarray, n: int, where: str, key: str) -> np.ndarray | None:
+    if arr.dtype.kind not in "iu" or arr.ndim != 1 or len(arr) != n:
+        raise DataError(f"{where}: key {key!r} must hold {n} integer labels (shape ({n},)), got {arr.dtype} {arr.shape}")
+    labels = arr.astype(np.int64)
+    if len(labels) and (labels < 0).all():
+        return None  # the convention for unlabelled data: every label -1
+    if (labels < 0).any():
+        row = int(np.flatnonzero(labels < 0)[0])
+        raise DataError(f"{where}: key {key!r} row {row} is {labels[row]}; labels must be >= 0 (or all -1 for unlabelled data)")
+    return labels
+
+
+def _npz_get(data, key: str, where: str) -> np.ndarray:
+    try:
+        return data[key]
+    except ValueError as exc:  # object arrays need pickle, which is not loaded
+        raise DataError(
+            f"{where}: key {key!r} cannot be read without pickle ({exc}). "
+            "Fix: save it as a plain array, e.g. np.array(names, dtype=str) or an integer/uint8 array"
+        ) from None
+
+
+def read_npz(path: str | Path, split: str = "train", size: int | None = None) -> ImageStore:
+    """One split of an ``.npz``: keys ``x_<split>`` / ``y_<split>``, or ``images`` (+ ``labels``) as split "train".
+
+    Images are uint8 (N, H, W, 3) or (N, 3, H, W); optional ``class_names`` (an array of
+    strings) name the label ids. Ids are row numbers as strings.
+    """
+    path = Path(path)
+    where = str(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{where} is not a readable .npz file ({exc}). Fix: save it with np.savez") from None
+    with data:
+        keys = set(data.files)
+        if f"x_{split}" in keys:
+            image_key, label_key = f"x_{split}", f"y_{split}"
+        elif "images" in keys and split == "train":
+            image_key, label_key = "images", "labels"
+        else:
+            hint = (" ('images' holds one unnamed split, read as 'train')" if "images" in keys else "")
+            raise DataError(
+                f"{where} has no images for split {split!r}{hint}; its keys are {sorted(keys)}. "
+                f"Fix: store that split as 'x_{split}' (+ 'y_{split}'), or use split='train' with key 'images'"
+            )
+        images = _check_images(_npz_get(data, image_key, where), where, image_key)
+        labels = _check_labels(_npz_get(data, label_key, where), len(images), where, label_key) if label_key in keys else None
+        names = [str(s) for s in _npz_get(data, "class_names", where)] if "class_names" in keys else None
+    if names is None:
+        names = [] if labels is None else [str(i) for i in range(int(labels.max()) + 1 if len(labels) else 0)]
+    if labels is not None and len(labels) and labels.max() >= len(names):
+        row = int(np.argmax(labels))
+        raise DataError(f"{where}: key {label_key!r} row {row} is label {labels[row]} but only {len(names)} class_names are given")
+    images = resize_images(images, size)
+    ids = [str(i) for i in range(len(images))]
+    return ImageStore(images=images, labels=labels, class_names=names, ids=ids, source=where, split=split)
+
+
+def download_torchvision(name: str, root: str | Path) -> Path:
+    """Download ``name`` with torchvision into ``root`` (unless already there); returns its folder."""
+    import torchvision.datasets as tvd
+
+    class_name, folder, _ = TORCHVISION[name]
+    Path(root).mkdir(parents=True, exist_ok=True)
+    cls = getattr(tvd, class_name)
+    try:
+        cls(str(root), split="test", download=True) if name == "stl10" else cls(str(root), train=False, download=True)
+    except (OSError, RuntimeError) as exc:
+        raise DataError(
+            f"downloading {name} into {root} failed ({exc}). Fix: check the network, or copy the dataset "
+            "into a folder named in SEMPAIRS_DATA"
+        ) from None
+    return Path(root) / folder
+
+
+def read_torchvision(name: str, root: str | Path, split: str = "train", size: int | None = None, download: bool = False) -> ImageStore:
+    """One split of ``cifar10``, ``cifar100`` or ``stl10`` kept by torchvision under ``root``.
+
+    With ``download`` torchvision fetches it into ``root`` first. Ids are row numbers as strings;
+    STL-10's unlabelled split has labels None.
+    """
+    import torchvision.datasets as tvd
+
+    class_name, folder, splits = TORCHVISION[name]
+    where = str(Path(root) / folder)
+    if split not in splits:
+        raise DataError(f"{name} has no split {split!r}; its splits are: {', '.join(splits)}")
+    cls = getattr(tvd, class_name)
+    try:
+        if name == "stl10":
+            ds = cls(str(root), split=split, download=download)
+        else:
+            ds = cls(str(root), train=split == "train", download=download)
+    except RuntimeError as exc:
+        raise DataError(
+            f"{where}: torchvision cannot read {name} ({exc}). Fix: delete that folder and load again with "
+            "download=True (--download), or copy a complete one there"
+        ) from None
+    if name == "stl10":
+        images = np.ascontiguousarray(ds.data.transpose(0, 2, 3, 1))
+        labels = None if ds.labels is None or (ds.labels < 0).all() else ds.labels.astype(np.int64)
+        class_names = list(getattr(ds, "classes", STL10_CLASSES))
+    else:
+        images = np.ascontiguousarray(ds.data)
+        labels = np.asarray(ds.targets, dtype=np.int64)
+        class_names = list(ds.classes)
+    images = resize_images(images, size)
+    ids = [str(i) for i in range(len(images))]
+    return ImageStore(images=images, labels=labels, class_names=class_names, ids=ids, source=where, split=split)

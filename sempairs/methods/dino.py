@@ -1,0 +1,127 @@
+"""DINO (Caron et al., ICCV 2021, arXiv 2104.14294).
+
+Loss: self-distillation without labels. A student (backbone + head) and a teacher (a copy,
+updated as the EMA of the student, no gradient) map each view to K prototype scores; the
+teacher's are centred and sharpened, P_t = softmax((t - c) / tau_t), the student's are
+log_softmax(s / tau_s), and L is the cross-entropy -sum P_t log P_s averaged over the pairs of
+different views (teacher view 1 -> student view 2 and 2 -> 1; ``dino_loss``). The centre c is an
+EMA of the teacher outputs (``dino_center_update``, momentum 0.9, global-batch mean). Head: MLP
+(Linear-GELU x2, Linear to a bottleneck, no BN) -> L2 normalisation -> weight-normalised linear
+layer without bias onto K prototypes (``norm_last_layer`` fixes the weight norms to 1).
+
+Small-image defaults follow solo-learn's CIFAR recipe (scripts/pretrain/cifar/dino.yaml and
+solo/methods/dino.py): hidden 2048, bottleneck 256, K = 4096 prototypes, no BN in the head,
+norm_last_layer, student temperature 0.1. Teacher momentum: the paper's cosine 0.996 -> 1
+(solo-learn uses 0.9995 on CIFAR, and the DINO code recommends 0.9995 for batches of 256).
+Teacher temperature: fixed 0.04 by default; for the paper's linear warmup from
+``warmup_teacher_temp`` (0.04) to ``teacher_temp`` (e.g. 0.07, solo-learn's CIFAR value) set
+``warmup_teacher_temp_fraction`` > 0: the warmup spans that fraction of the total optimiser steps
+(the method sees steps, not epochs; solo-learn's 50 of 1000 epochs is 0.05). The current value
+is a buffer, so it survives resume.
+
+This iteration trains on the two global views of each pair only: no multi-crop (local views).
+Not implemented (they belong to the training loop): gradient clipping and freezing the
+prototype layer during the first epoch. The student backbone is ``backbone`` (what evaluation
+uses); the paper evaluates the teacher, which is ``teacher_backbone``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from sempairs.losses import cosine_momentum, dino_center_update, dino_loss, ema_update
+from sempairs.methods.base import Method, StepOutput, register
+from sempairs.methods.moco import frozen_copy
+
+
+class DINOConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["dino"] = "dino"
+    proj_hidden_dim: int = Field(2048, gt=0)
+    bottleneck_dim: int = Field(256, gt=0)
+    out_dim: int = Field(4096, gt=0)
+    norm_last_layer: bool = True
+    student_temp: float = Field(0.1, gt=0)
+    teacher_temp: float = Field(0.04, gt=0)
+    warmup_teacher_temp: float = Field(0.04, gt=0)
+    warmup_teacher_temp_fraction: float = Field(0.0, ge=0, le=1)
+    center_momentum: float = Field(0.9, ge=0, le=1)
+    base_momentum: float = Field(0.996, ge=0, le=1)
+    final_momentum: float = Field(1.0, ge=0, le=1)
+
+    def teacher_temp_at(self, step: int, total_steps: int) -> float:
+        """Linear warmup from ``warmup_teacher_temp`` to ``teacher_temp``, then constant.
+
+        With ``warmup_teacher_temp_fraction=0`` (the default) it is ``teacher_temp`` throughout.
+        """
+        warmup = self.warmup_teacher_temp_fraction * total_steps
+        if warmup == 0 or step >= warmup:
+            return self.teacher_temp
+        return self.warmup_teacher_temp + (self.teacher_temp - self.warmup_teacher_temp) * step / warmup
+
+
+class DINOHead(nn.Module):
+    """MLP -> L2 normalisation -> weight-normalised prototypes (no bias)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, bottleneck_dim: int, out_dim: int, norm_last_layer: bool = True):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim), nn.GELU(),
+            nn.Linear(hidden_dim, hidden_dim), nn.GELU(),
+            nn.Linear(hidden_dim, bottleneck_dim),
+        )
+        for layer in self.mlp:
+            if isinstance(layer, nn.Linear):
+                nn.init.trunc_normal_(layer.weight, std=0.02)
+                nn.init.zeros_(layer.bias)
+        # Weight norm w_k = g_k v_k / |v_k| with g initialised to 1 (and frozen when norm_last_layer).
+        self.prototypes = nn.Parameter(nn.Linear(bottleneck_dim, out_dim, bias=False).weight.detach().clone())
+        self.prototype_norms = None if norm_last_layer else nn.Parameter(torch.ones(out_dim, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.normalize(self.mlp(x), dim=-1)
+        w = F.normalize(self.prototypes, dim=1)
+        if self.prototype_norms is not None:
+            w = w * self.prototype_norms
+        return F.linear(x, w)
+
+
+@register
+class DINO(Method):
+    config_class = DINOConfig
+
+    def __init__(self, backbone, feat_dim: int, cfg: DINOConfig):
+        super().__init__(backbone, feat_dim, cfg)
+        self.head = DINOHead(feat_dim, cfg.proj_hidden_dim, cfg.bottleneck_dim, cfg.out_dim, cfg.norm_last_layer)
+        self.teacher_backbone = frozen_copy(backbone)
+        self.teacher_head = frozen_copy(self.head)
+        self.register_buffer("center", torch.zeros(1, cfg.out_dim))
+        self.register_buffer("teacher_temp", torch.tensor(cfg.teacher_temp_at(0, 1)))
+        self._pending: list[torch.Tensor] | None = None
+
+    @torch.no_grad()
+    def _teacher(self, x: torch.Tensor) -> torch.Tensor:
+        return self.teacher_head(self.teacher_backbone(x))
+
+    def step(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
+        s1 = self.head(self.backbone(view1))
+        s2 = self.head(self.backbone(view2))
+        t1, t2 = self._teacher(view1), self._teacher(view2)
+        loss = dino_loss([s1, s2], [t1, t2], self.center, self.cfg.student_temp, float(self.teacher_temp))
+        if self.training:
+            self._pending = [t1, t2]
+        return StepOutput(loss, s1.detach())
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        m = cosine_momentum(step, total_steps, self.cfg.base_momentum, self.cfg.final_momentum)
+        ema_update(self.teacher_backbone, self.backbone, m)
+        ema_update(self.teacher_head, self.head, m)
+        if self._pending is not None:
+            self.center.copy_(dino_center_update(self.center, self._pending, self.cfg.center_momentum))
+            self._pending = None
+        self.teacher_temp.fill_(self.cfg.teacher_temp_at(step + 1, total_steps))

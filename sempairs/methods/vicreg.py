@@ -1,0 +1,52 @@
+"""VICReg (Bardes, Ponce & LeCun, ICLR 2022, arXiv 2105.04906).
+
+Loss: on the expander outputs z1, z2 of the two views (no negatives, no momentum network),
+L = lambda s(z1, z2) + mu v(z1, z2) + nu c(z1, z2): s the mean squared distance (invariance),
+v a hinge keeping the std of every dimension above 1 (variance), c the sum of squared
+off-diagonal covariances / D (covariance); see ``sempairs.losses.vicreg_terms``. The statistics
+are over the global batch (embeddings gathered across processes with their gradients).
+
+Small-image defaults follow solo-learn's CIFAR recipe (scripts/pretrain/cifar/vicreg.yaml):
+expander 3 layers 2048 -> 2048 -> 2048 (Linear-BN-ReLU x2, Linear), weights
+lambda = mu = 25, nu = 1 (the paper's values), eps 1e-4 (LARS, lr 0.3 x batch/256, weight decay
+1e-4 there are optimiser settings).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from sempairs.losses import vicreg_loss
+from sempairs.methods.base import Method, StepOutput, gather, register
+from sempairs.models.heads import mlp
+
+
+class VICRegConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["vicreg"] = "vicreg"
+    proj_hidden_dim: int = Field(2048, gt=0)
+    proj_dim: int = Field(2048, gt=0)
+    proj_layers: int = Field(3, ge=1)
+    sim_weight: float = Field(25.0, ge=0)
+    var_weight: float = Field(25.0, ge=0)
+    cov_weight: float = Field(1.0, ge=0)
+    eps: float = Field(1e-4, gt=0)
+
+
+@register
+class VICReg(Method):
+    config_class = VICRegConfig
+
+    def __init__(self, backbone, feat_dim: int, cfg: VICRegConfig):
+        super().__init__(backbone, feat_dim, cfg)
+        self.projector = mlp(feat_dim, cfg.proj_hidden_dim, cfg.proj_dim, layers=cfg.proj_layers)
+
+    def step(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
+        z1 = self.projector(self.backbone(view1))
+        z2 = self.projector(self.backbone(view2))
+        c = self.cfg
+        loss = vicreg_loss(gather(z1), gather(z2), c.sim_weight, c.var_weight, c.cov_weight, c.eps)
+        return StepOutput(loss, z1.detach())

@@ -1,0 +1,10 @@
+"""Positive-pair sets: the PairSet type, its file format, builders and validation."""
+
+from sempairs.pairs.builders import augmented_pairs, matched_augmented, pair_stats, pairs_from_labels
+from sempairs.pairs.check import PairFileError, PairProblem, check_pairs, load_pairs
+from sempairs.pairs.pairset import PairSet, concat
+
+__all__ = [
+    "PairSet", "concat", "augmented_pairs", "pairs_from_labels", "matched_augmented", "pair_stats",
+    "check_pairs", "load_pairs", "PairFileError", "PairProblem",
+]

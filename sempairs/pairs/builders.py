@@ -1,0 +1,90 @@
+"""Pair builders: augmented pairs, semantic pairs from labels, and the matched AP baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sempairs.pairs.pairset import AUGMENTED, PairSet
+
+LABELS = "labels"
+
+
+def augmented_pairs(num_images: int | None = None, indices=None, labels: np.ndarray | None = None, meta: dict | None = None) -> PairSet:
+    """One augmented pair (positive = anchor) per image: all ``num_images`` or the given ``indices``."""
+    idx = np.arange(num_images, dtype=np.int64) if indices is None else np.asarray(indices, dtype=np.int64)
+    lab = None if labels is None else np.asarray(labels)[idx]
+    return PairSet.build(idx, idx, label=lab, source=AUGMENTED, meta={"builder": "augmented", **(meta or {})})
+
+
+def _class_pairs(members: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` distinct unordered pairs of two different members; disjoint when the class is big enough."""
+    n = len(members)
+    if 2 * k <= n:
+        return rng.permutation(members)[: 2 * k].reshape(k, 2)
+    chosen: set[tuple[int, int]] = set()
+    while len(chosen) < k:
+        a, b = rng.choice(n, size=2, replace=False)
+        chosen.add((min(a, b), max(a, b)))
+    pairs = np.array(sorted(chosen), dtype=np.int64)
+    return members[rng.permutation(pairs)]
+
+
+def pairs_from_labels(labels: np.ndarray, per_class: int | None = None, seed: int = 0, classes=None, meta: dict | None = None) -> PairSet:
+    """Semantic pairs: ``per_class`` pairs of two *different* images of the same class per class.
+
+    With ``per_class=None`` every image of a class is used once, paired disjointly (n // 2
+    pairs). Pairs within a class are disjoint while 2*per_class <= class size, otherwise distinct
+    unordered pairs are drawn. Seeded; raises if a class cannot supply enough distinct pairs.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    wanted = np.unique(labels[labels >= 0]) if classes is None else np.asarray(classes)
+    anchors, positives, pair_labels = [], [], []
+    for c in wanted:
+        members = np.flatnonzero(labels == c)
+        k = len(members) // 2 if per_class is None else per_class
+        possible = len(members) * (len(members) - 1) // 2
+        if k > possible:
+            raise ValueError(f"class {c} has {len(members)} images: at most {possible} distinct pairs, {k} asked; lower per_class")
+        pairs = _class_pairs(members, k, rng)
+        anchors.append(pairs[:, 0])
+        positives.append(pairs[:, 1])
+        pair_labels.append(np.full(len(pairs), c, dtype=np.int64))
+    return PairSet.build(
+        np.concatenate(anchors), np.concatenate(positives), label=np.concatenate(pair_labels), source=LABELS,
+        meta={"builder": "from-labels", "per_class": per_class, "seed": seed, **(meta or {})},
+    )
+
+
+def matched_augmented(semantic: PairSet) -> PairSet:
+    """The AP baseline matched to a semantic set: one augmented pair per semantic pair, on its anchor.
+
+    Same pair count and class composition, as in the published protocol (e.g. 157 images per
+    class whose two views come from the augmentation pipeline).
+    """
+    return PairSet.build(
+        semantic.anchor, semantic.anchor, label=semantic.label, source=AUGMENTED,
+        meta={"builder": "matched-augmented", "matched_to": semantic.meta},
+    )
+
+
+def pair_stats(pairs: PairSet, labels: np.ndarray | None = None, class_names: list[str] | None = None) -> dict:
+    """Counts a user checks before training: pairs, images, per-source and per-class counts, precision."""
+    stats: dict = {
+        "pairs": len(pairs),
+        "images": int(len(pairs.images())),
+        "self_pairs": int((pairs.anchor == pairs.positive).sum()),
+        "by_source": {s: int((pairs.source == s).sum()) for s in pairs.sources},
+    }
+    finite = pairs.score[~np.isnan(pairs.score)]
+    if len(finite):
+        stats["score"] = {"min": float(finite.min()), "mean": float(finite.mean()), "max": float(finite.max())}
+    if labels is not None:
+        la, lp = labels[pairs.anchor], labels[pairs.positive]
+        semantic = pairs.is_semantic
+        if semantic.any():
+            stats["semantic_precision"] = float((la[semantic] == lp[semantic]).mean())
+        names = class_names or [str(c) for c in range(int(labels.max()) + 1)]
+        counts = np.bincount(la, minlength=len(names))
+        stats["per_class"] = {names[c]: int(counts[c]) for c in range(len(names)) if counts[c]}
+    return stats

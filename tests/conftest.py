@@ -1,0 +1,51 @@
+"""Shared fixtures: small slices of the shared CIFAR-10 JPEG zip, and isolated caches."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_ZIP = Path(os.environ.get("SEMPAIRS_TEST_ZIP", REPO.parent / "shared" / "data" / "cifar10-jpeg.zip"))
+
+
+def _slice_zip(dst: Path, per_class: dict[str, int]) -> Path:
+    """Copy the first N images of each class of each split of the shared zip into a new zip."""
+    if not SHARED_ZIP.exists():
+        pytest.skip(f"shared CIFAR-10 zip not found at {SHARED_ZIP}")
+    counts: dict[tuple[str, str], int] = {}
+    with zipfile.ZipFile(SHARED_ZIP) as src, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as out:
+        for name in sorted(src.namelist()):
+            parts = name.strip("/").split("/")
+            if len(parts) < 3 or not name.endswith(".jpg"):
+                continue
+            split, cls = parts[-3], parts[-2]
+            key = (split, cls)
+            if counts.get(key, 0) >= per_class[split]:
+                continue
+            counts[key] = counts.get(key, 0) + 1
+            out.writestr(f"{split}/{cls}/{parts[-1]}", src.read(name))
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar_zip(tmp_path_factory) -> Path:
+    """CIFAR-10 slice in the shared zip's layout: 20 train and 10 test images per class."""
+    return _slice_zip(tmp_path_factory.mktemp("tiny") / "cifar10-tiny.zip", {"train": 20, "test": 10})
+
+
+@pytest.fixture(scope="session")
+def small_cifar_zip(tmp_path_factory) -> Path:
+    """CIFAR-10 slice for short training runs: 100 train and 50 test images per class."""
+    return _slice_zip(tmp_path_factory.mktemp("small") / "cifar10-small.zip", {"train": 100, "test": 50})
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own sempairs cache and no ambient SEMPAIRS_DATA."""
+    monkeypatch.setenv("SEMPAIRS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("SEMPAIRS_DATA", raising=False)
+    return tmp_path / "cache"

@@ -1,0 +1,144 @@
+"""Pair builders, the pair file format and every `pairs check` problem."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sempairs.data.store import ImageStore
+from sempairs.pairs import (
+    PairFileError, augmented_pairs, check_pairs, concat, load_pairs, matched_augmented, pair_stats, pairs_from_labels,
+)
+
+
+def make_store(per_class=6, classes=("cat", "dog", "frog")) -> ImageStore:
+    labels = np.repeat(np.arange(len(classes)), per_class)
+    ids = [f"train/{classes[c]}/{i:04d}.jpg" for i, c in enumerate(labels)]
+    images = np.zeros((len(labels), 4, 4, 3), np.uint8)
+    return ImageStore(images=images, labels=labels, class_names=list(classes), ids=ids, source="toy")
+
+
+def test_from_labels_distinct_same_class_and_counts():
+    labels = np.repeat(np.arange(4), 10)
+    sp = pairs_from_labels(labels, per_class=3, seed=1)
+    assert len(sp) == 12
+    assert (sp.anchor != sp.positive).all()
+    assert (labels[sp.anchor] == labels[sp.positive]).all()
+    assert (labels[sp.anchor] == sp.label).all()
+    assert np.bincount(sp.label).tolist() == [3, 3, 3, 3]
+    # 2 * 3 <= 10: pairs within a class are disjoint
+    for c in range(4):
+        members = np.concatenate([sp.anchor[sp.label == c], sp.positive[sp.label == c]])
+        assert len(np.unique(members)) == 6
+
+
+def test_from_labels_seeded_and_seed_sensitive():
+    labels = np.repeat(np.arange(3), 20)
+    a, b, c = (pairs_from_labels(labels, 5, seed=s) for s in (7, 7, 8))
+    assert np.array_equal(a.anchor, b.anchor) and np.array_equal(a.positive, b.positive)
+    assert not (np.array_equal(a.anchor, c.anchor) and np.array_equal(a.positive, c.positive))
+
+
+def test_from_labels_more_pairs_than_disjoint_allows():
+    labels = np.repeat(np.arange(2), 5)  # 10 possible unordered pairs per class
+    sp = pairs_from_labels(labels, per_class=8, seed=0)
+    assert (sp.anchor != sp.positive).all()
+    keys = {(min(a, p), max(a, p)) for a, p in zip(sp.anchor, sp.positive)}
+    assert len(keys) == 16
+    with pytest.raises(ValueError, match="at most 10 distinct pairs"):
+        pairs_from_labels(labels, per_class=11)
+
+
+def test_from_labels_default_uses_every_image_once():
+    labels = np.repeat(np.arange(2), 7)
+    sp = pairs_from_labels(labels, seed=0)
+    assert len(sp) == 6
+    assert len(sp.images()) == 12
+
+
+def test_matched_ap_same_classes_and_count():
+    labels = np.repeat(np.arange(5), 12)
+    sp = pairs_from_labels(labels, per_class=4, seed=3)
+    ap = matched_augmented(sp)
+    assert len(ap) == len(sp)
+    assert (ap.anchor == ap.positive).all()
+    assert np.array_equal(np.bincount(labels[ap.anchor]), np.bincount(labels[sp.anchor]))
+    assert set(ap.sources) == {"augmented"} and set(sp.sources) == {"labels"}
+
+
+def test_augmented_pairs_all_images():
+    ap = augmented_pairs(9)
+    assert ap.anchor.tolist() == list(range(9)) == ap.positive.tolist()
+
+
+def test_round_trip_with_ids(tmp_path):
+    store = make_store()
+    sp = pairs_from_labels(store.labels, per_class=2, seed=0, meta={"dataset": "toy"})
+    sp.score = np.linspace(0.5, 0.9, len(sp))
+    mixed = concat(sp, augmented_pairs(indices=[0, 7], labels=store.labels))
+    path = mixed.save(tmp_path / "p.csv", ids=store.ids, class_names=store.class_names)
+    assert "train/cat/" in path.read_text()
+    back = load_pairs(path, store)
+    for name in ("anchor", "positive", "label", "source"):
+        assert np.array_equal(getattr(back, name), getattr(mixed, name)), name
+    np.testing.assert_allclose(back.score[: len(sp)], sp.score)
+    assert np.isnan(back.score[len(sp):]).all()
+    assert back.meta["builder"] == "concat" and back.meta["parts"][0]["dataset"] == "toy"
+
+
+def test_round_trip_with_indices(tmp_path):
+    store = make_store()
+    sp = pairs_from_labels(store.labels, per_class=2, seed=4)
+    back = load_pairs(sp.save(tmp_path / "p.csv"), store)
+    assert np.array_equal(back.anchor, sp.anchor) and np.array_equal(back.positive, sp.positive)
+
+
+def write(tmp_path, body: str):
+    path = tmp_path / "pairs.csv"
+    path.write_text(body)
+    return path
+
+
+@pytest.mark.parametrize(
+    "body, line, words, fix",
+    [
+        ("anchor,positive\n0,99\n", 2, "index 99 is out of range", "index 0..17"),
+        ("anchor,positive\ntrain/cat/0000.jpg,train/cat/nope.jpg\n", 2, "'train/cat/nope.jpg' is not in the dataset", "use an image id"),
+        ("anchor,positive,source\n0,1,curated\n3,3,curated\n", 3, "semantic pair of one image with itself", "pick a different positive"),
+        ("anchor,positive,source\n0,1,augmented\n", 2, "source=augmented but anchor and positive are different", "set positive equal"),
+        ("anchor,positive\n0,1\n2,3\n1,0\n", 4, "duplicate of the pair on line 2", "remove one"),
+        ("anchor,positive,label\n0,6,dog\n", 2, "label 'dog' but the anchor", "correct the label"),
+        ("anchor,positive,label\n0,1,zebra\n", 2, "label 'zebra' is not a class", "use one of"),
+        ("anchor,positive\n0,7\n", 2, "curated pair of different classes", "same class"),
+        ("anchor,positive,score\n0,1,high\n", 2, "score 'high' is not a number", "decimal number"),
+        ("anchor,positive\n0,1,2\n", 2, "3 cells for 2 columns", "one value per column"),
+        ("anchor\n0\n", 1, "missing column(s) ['positive']", "at least anchor,positive"),
+        ("anchor,positive,weight\n0,1,3\n", 1, "unknown column(s) ['weight']", "allowed columns"),
+        ("anchor,positive\n", 0, "no pairs", "add at least one"),
+    ],
+)
+def test_check_reports_each_problem_with_line_and_fix(tmp_path, body, line, words, fix):
+    store = make_store()
+    _, problems = check_pairs(write(tmp_path, body), store)
+    assert len(problems) == 1, problems
+    assert problems[0].line == line and words in problems[0].message and fix in problems[0].fix
+    with pytest.raises(PairFileError, match="1 problem"):
+        load_pairs(tmp_path / "pairs.csv", store)
+
+
+def test_mined_pairs_may_cross_classes_and_all_problems_are_listed(tmp_path):
+    store = make_store()
+    pairs, problems = check_pairs(write(tmp_path, "anchor,positive,source\n0,7,mined\n0,0,mined\n1,99,mined\n"), store)
+    assert [p.line for p in problems] == [3, 4]  # nothing dropped silently: each bad row is reported
+    assert len(pairs) == 1 and pairs.source[0] == "mined"
+
+
+def test_stats_counts_and_precision():
+    store = make_store()
+    mined = concat(pairs_from_labels(store.labels, 2, seed=0), augmented_pairs(indices=[0, 1]))
+    mined.positive[0] = 17  # one cross-class semantic pair out of six
+    stats = pair_stats(mined, store.labels, store.class_names)
+    assert stats["pairs"] == 8 and stats["self_pairs"] == 2
+    assert stats["by_source"] == {"labels": 6, "augmented": 2}
+    assert stats["semantic_precision"] == pytest.approx(5 / 6)
+    assert stats["per_class"] == {"cat": 4, "dog": 2, "frog": 2}

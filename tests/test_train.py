@@ -1,0 +1,109 @@
+"""Pretraining on a tiny CIFAR-10 slice: the loss falls, a killed run resumes exactly, failures stop clearly."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from sempairs.config import load_config
+from sempairs.train import TrainingStopped, load_method, train
+from sempairs.train.loop import embedding_spread
+
+
+def tiny_config(zip_path, out_dir, *extra):
+    return load_config(None, [
+        f"data.dataset={zip_path}", "data.size=16", "out_dir=" + str(out_dir), "name=t",
+        "backbone.small_stem=false", "train.batch_size=40", "train.epochs=2", "train.log_every=2",
+        "optim.warmup_epochs=0", "optim.lr=0.6", "knn.k=10", *extra,
+    ])
+
+
+class Interrupt(Exception):
+    pass
+
+
+def kill_after(epochs_done):
+    def callback(epoch, metrics):
+        if epoch + 1 == epochs_done:
+            raise Interrupt
+
+    return callback
+
+
+def test_two_epochs_lower_the_loss_and_write_everything(tiny_cifar_zip, tmp_path):
+    cfg = tiny_config(tiny_cifar_zip, tmp_path, "train.epochs=4", "pairs.source=labels", "pairs.per_class=10")
+    result = train(cfg, progress=False)
+    losses = [h["loss"] for h in result.history]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert result.pairs == 100
+    run = result.run_dir
+    for name in ("last.ckpt", "epoch_0004.ckpt", "config.yaml", "pairs.csv", "knn.yaml", "logs/metrics.csv"):
+        assert (run / name).exists(), name
+    rows = list(csv.DictReader(open(run / "logs" / "metrics.csv")))
+    assert any(r.get("epoch/loss") for r in rows) and any(r.get("loss") for r in rows)
+    assert 0 <= result.knn["knn_top1"] <= 100 and result.knn["test_images"] == 100
+    method, saved = load_method(run)
+    assert saved.pairs.source == "labels" and isinstance(method.backbone, torch.nn.Module)
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_cifar_zip, tmp_path):
+    whole = train(tiny_config(tiny_cifar_zip, tmp_path / "a", "train.epochs=3"), progress=False)
+    cfg = tiny_config(tiny_cifar_zip, tmp_path / "b", "train.epochs=3")
+    with pytest.raises(Interrupt):
+        train(cfg, callbacks=[kill_after(1)], progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(cfg, progress=False)
+    resumed = train(cfg, resume=True, progress=False)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+    a, _ = load_method(whole.run_dir)
+    b, _ = load_method(resumed.run_dir)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+    assert resumed.knn == whole.knn
+
+
+def test_resume_refuses_a_changed_config(tiny_cifar_zip, tmp_path):
+    cfg = tiny_config(tiny_cifar_zip, tmp_path, "train.epochs=2")
+    with pytest.raises(Interrupt):
+        train(cfg, callbacks=[kill_after(1)], progress=False)
+    changed = tiny_config(tiny_cifar_zip, tmp_path, "train.epochs=2", "optim.lr=0.1")
+    with pytest.raises(ValueError, match="optim.lr: 0.6 -> 0.1"):
+        train(changed, resume=True, progress=False)
+
+
+def test_nan_loss_stops_with_a_clear_message(tiny_cifar_zip, tmp_path):
+    cfg = tiny_config(tiny_cifar_zip, tmp_path, "optim.name=sgd", "optim.lr=1e12", "train.log_every=1")
+    with pytest.raises(TrainingStopped, match="loss became nan.*lower optim.lr"):
+        train(cfg, progress=False)
+
+
+def test_collapse_stops_with_a_clear_message(tiny_cifar_zip, tmp_path):
+    cfg = tiny_config(tiny_cifar_zip, tmp_path, "train.collapse_std=100")
+    with pytest.raises(TrainingStopped, match="collapsed"):
+        train(cfg, progress=False)
+
+
+def test_embedding_spread():
+    assert embedding_spread(torch.ones(64, 32)) == pytest.approx(0.0, abs=1e-6)
+    assert embedding_spread(torch.randn(4096, 32)) == pytest.approx(1.0, abs=0.05)
+
+
+def test_too_few_pairs_for_a_batch(tiny_cifar_zip, tmp_path):
+    cfg = tiny_config(tiny_cifar_zip, tmp_path, "train.batch_size=512")
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        train(cfg, progress=False)
+
+
+def test_training_on_a_union_of_augmented_and_semantic_pairs(tiny_cifar_zip, tmp_path):
+    from sempairs.data.registry import load_dataset
+    from sempairs.pairs import load_pairs, pairs_from_labels
+
+    store = load_dataset(str(tiny_cifar_zip), split="train", size=16)
+    sp_file = pairs_from_labels(store.labels, per_class=4, seed=0).save(tmp_path / "sp.csv", ids=store.ids)
+    cfg = tiny_config(tiny_cifar_zip, tmp_path, "train.epochs=1", f"pairs.add_files=[{sp_file}]")
+    result = train(cfg, progress=False)
+    assert result.pairs == 200 + 40
+    used = load_pairs(result.run_dir / "pairs.csv", store)
+    assert (used.source == "augmented").sum() == 200 and (used.source == "labels").sum() == 40
