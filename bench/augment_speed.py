@@ -1,6 +1,7 @@
 """Micro-benchmark: BatchAugment on a (512,3,32,32) uint8 batch vs torchvision v2 per image (img/s).
 
-Run from the repository root: ``python -m bench.augment_speed``.
+Run from the repository root: ``python -m bench.augment_speed``. On a busy machine CPU timings are
+far steadier with ``OMP_NUM_THREADS=1`` (intra-op threads wait on each other when cores are shared).
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ def images_per_second(fn, device: torch.device, repeats: int = REPEATS) -> float
 
 def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     x = torch.randint(0, 256, (BATCH, 3, SIZE, SIZE), dtype=torch.uint8, device=device)
     generator = torch.Generator(device).manual_seed(0)
     for name in ("simclr", "byol_view1", "byol_view2"):
         aug = BatchAugment(preset(name, size=SIZE))
-        print(f"BatchAugment {name:<11} {device.type}: {images_per_second(lambda: aug(x, generator), device):>10.0f} img/s")
+        rate = images_per_second(lambda: aug(x, generator), device)
+        print(f"BatchAugment {name:<11} {device.type}: {rate:>10.0f} img/s")
 
     cfg = preset("simclr", size=SIZE)
     per_image = T.Compose([

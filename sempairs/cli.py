@@ -208,3 +208,7 @@ def quickstart(
         run_quickstart(out_dir, dataset, download, console)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
+
+
+if __name__ == "__main__":
+    app()

@@ -53,7 +53,8 @@ def test_crop_boxes_inside_image_with_scale_and_ratio_in_range(height, width):
     # Same distribution as torchvision's sampler.
     tv = T.RandomResizedCrop(height, scale=scale, ratio=ratio)
     torch.manual_seed(0)
-    ref = torch.tensor([[p["height"], p["width"]] for p in (tv.make_params([torch.zeros(3, height, width)]) for _ in range(4000))])
+    params = [tv.make_params([torch.zeros(3, height, width)]) for _ in range(4000)]
+    ref = torch.tensor([[p["height"], p["width"]] for p in params])
     ours = torch.stack([h, w], dim=1)
     assert torch.allclose(ours.mean(0), ref.double().mean(0), rtol=0.04)
     assert torch.allclose(ours.std(0), ref.double().std(0), rtol=0.06)
@@ -146,7 +147,8 @@ def test_jitter_applies_each_samples_own_order_like_torchvision():
 def test_jitter_factors_in_range_and_order_random_per_sample():
     batch = 24000
     factors, order = sample_jitter(batch, 0.4, 0.3, 1.5, 0.1, gen())
-    for name, (low, high) in dict(brightness=(0.6, 1.4), contrast=(0.7, 1.3), saturation=(0.0, 2.5), hue=(-0.1, 0.1)).items():
+    ranges = dict(brightness=(0.6, 1.4), contrast=(0.7, 1.3), saturation=(0.0, 2.5), hue=(-0.1, 0.1))
+    for name, (low, high) in ranges.items():
         f = factors[name]
         assert f.min() >= low and f.max() <= high
         assert f.min() < low + 0.01 and f.max() > high - 0.01
@@ -156,6 +158,14 @@ def test_jitter_factors_in_range_and_order_random_per_sample():
     code = (order * torch.tensor([64, 16, 4, 1])).sum(1)
     counts = torch.bincount(torch.unique(code, return_inverse=True)[1])
     assert len(counts) == 24 and counts.min() > 0.8 * batch / 24 and counts.max() < 1.2 * batch / 24
+
+
+def test_blend_factor_one_is_exact_identity():
+    """Samples not doing a blend op in a round get factor 1, which must leave them untouched."""
+    x = images(8)
+    ones = torch.ones(8)
+    for op in range(3):
+        assert torch.equal(color_jitter(x, {JITTER_OPS[op]: ones}, torch.full((8, 1), op)), x)
 
 
 def test_jitter_leaves_out_ops_of_zero_strength():
@@ -211,7 +221,9 @@ def test_output_shape_dtype_range_and_uint8_float_agree():
     out = BatchAugment(cfg)(x, gen(3))
     assert out.shape == (16, 3, 24, 24) and out.dtype == torch.float32
     assert out.min() >= 0 and out.max() <= 1
-    assert torch.equal(out, BatchAugment(cfg)(x.float() / 255, gen(3)))
+    x_float = x.float() / 255
+    assert torch.equal(out, BatchAugment(cfg)(x_float, gen(3)))
+    assert torch.equal(x_float, x.float() / 255)  # input left untouched
 
 
 def test_same_seed_same_view_different_seed_different_view():

@@ -243,31 +243,30 @@ def sample_jitter(
 
 
 def _blend(x: Tensor, target: Tensor, factor: Tensor) -> Tensor:
-    """torchvision's ``_blend``: clamp(factor * x + (1 - factor) * target) with per-sample factor."""
-    factor = factor.view(-1, 1, 1, 1)
-    return x.mul(factor).add_(target * (1 - factor)).clamp_(0, 1)
+    """torchvision's ``_blend``, clamp(factor * x + (1 - factor) * target), with per-sample factor.
+
+    ``lerp`` is one pass and returns ``x`` exactly where factor == 1.
+    """
+    return torch.lerp(target, x, factor.view(-1, 1, 1, 1)).clamp_(0, 1)
 
 
 def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     """Rotate hue by per-sample ``shift`` (B,) in [-0.5, 0.5], as torchvision's ``adjust_hue``.
 
-    RGB -> HSV with torchvision's formulas; HSV -> RGB with the closed form
-    ``v - v*s*clamp(min(k, 4-k), 0, 1)``, k = (n + 6h) mod 6, n = 5, 3, 1 (same piecewise values).
+    RGB -> HSV with torchvision's formulas; HSV -> RGB with the closed form of the same piecewise
+    map, channel = v - v*s*clamp(min(k, 4-k), 0, 1) with k = (n + 6*hue) mod 6, n = 5, 3, 1.
     """
     r, g, _ = x.unbind(dim=1)
-    minc, maxc = torch.aminmax(x, dim=1)
-    eqc = maxc == minc  # gray pixels: hue and saturation 0, avoid 0/0 as torchvision does
+    maxc, minc = x.amax(dim=1), x.amin(dim=1)  # (faster than aminmax on CPU)
+    eqc = maxc == minc  # gray pixels: hue and saturation 0, avoiding 0/0 as torchvision does
     chroma = maxc - minc
     sat = chroma / torch.where(eqc, 1.0, maxc)
-    rc, gc, bc = ((maxc.unsqueeze(1) - x) / torch.where(eqc, 1.0, chroma).unsqueeze(1)).unbind(dim=1)
-    hue = torch.where(maxc == r, bc - gc, torch.where(maxc == g, rc + 2.0 - bc, gc + 4.0 - rc))
-    hue = hue.mul_(1.0 / 6.0).add_(1.0).fmod_(1.0)
-    hue = hue.add_(shift.view(-1, 1, 1)).remainder_(1.0)
+    rc, gc, bc = (maxc.unsqueeze(1) - x).div_(torch.where(eqc, 1.0, chroma).unsqueeze(1)).unbind(dim=1)
+    hue6 = torch.where(maxc == r, bc - gc, torch.where(maxc == g, rc + 2.0 - bc, gc + 4.0 - rc))  # 6*hue
     n = torch.tensor([5.0, 3.0, 1.0], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    k = (hue.unsqueeze(1) * 6 + n).remainder_(6)
+    k = (hue6.unsqueeze(1) + (shift.view(-1, 1, 1, 1) * 6 + n)).remainder_(6)
     ramp = torch.minimum(k, 4 - k).clamp_(0, 1)
-    v = maxc.unsqueeze(1)
-    return v - v * sat.unsqueeze(1) * ramp
+    return ramp.mul_(sat.unsqueeze(1)).neg_().add_(1).mul_(maxc.unsqueeze(1))  # v * (1 - s * ramp)
 
 
 def _hue_centred_schedule(order: Tensor) -> tuple[Tensor, Tensor]:
@@ -305,8 +304,10 @@ def color_jitter(x: Tensor, factors: dict[str, Tensor], order: Tensor) -> Tensor
         target = x.new_zeros(())  # brightness blends with black
         if needs_gray:
             gray = _luma(x)
-            target = torch.where((op == _SATURATION).view(-1, 1, 1, 1), gray, gray.mean(dim=(-2, -1), keepdim=True))
-            target = torch.where((op == _BRIGHTNESS).view(-1, 1, 1, 1), 0.0, target)
+            pick = F.one_hot(op, len(JITTER_OPS)).to(x.dtype)[:, :, None, None]  # (B, 4, 1, 1)
+            # exactly the grayscale for saturation, its mean for contrast, 0 otherwise
+            mean = gray.mean(dim=(-2, -1), keepdim=True)
+            target = torch.addcmul(mean * pick[:, _CONTRAST, None], gray, pick[:, _SATURATION, None])
         return _blend(x, target, blend_factor.gather(1, op[:, None]))
 
     pre, post = _hue_centred_schedule(order) if "hue" in factors else (order, order[:, :0])
