@@ -1,0 +1,5 @@
+"""python -m sempairs.cli"""
+
+from sempairs.cli import app
+
+app()
