@@ -64,7 +64,11 @@ class OptimConfig(Strict):
 
 
 class TrainSettings(Strict):
-    """How long, how big, on what hardware, how often to save."""
+    """How long, how big, on what hardware, how often to save.
+
+    ``compile`` runs the backbone through torch.compile; ``data_on_device`` keeps the uint8 images
+    on the GPU (None: when they take at most a quarter of its free memory).
+    """
 
     epochs: int = Field(100, gt=0)
     batch_size: int = Field(512, gt=1)
@@ -75,6 +79,8 @@ class TrainSettings(Strict):
     strategy: str = "auto"
     precision: str = "auto"
     channels_last: bool = True
+    compile: bool = False
+    data_on_device: bool | None = None
     checkpoint_every: int = Field(10, gt=0)
     log_every: int = Field(50, gt=0)
     collapse_std: float = Field(0.01, ge=0)

@@ -25,9 +25,10 @@ import yaml
 from lightning.fabric import Fabric
 from lightning.fabric.loggers import CSVLogger
 
-from sempairs.augment import BatchAugment
 from sempairs.config import RunConfig
 from sempairs.eval.protocol import knn_evaluate
+from sempairs.methods import StepOutput
+from sempairs.train.batches import PairBatches
 from sempairs.train.checkpoint import LAST, build_method, epoch_checkpoint
 from sempairs.train.data import load_run_data
 from sempairs.train.optim import build_optimizer, lr_at, set_lr
@@ -118,6 +119,27 @@ def _make_fabric(cfg: RunConfig, run_dir: Path) -> Fabric:
     )
 
 
+def setup_model(fabric: Fabric, cfg: RunConfig):
+    """The method (plain), the method and optimiser as set up by Fabric (device, precision, DDP)."""
+    method = build_method(cfg).to(fabric.device)
+    if cfg.train.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    if cfg.train.compile:
+        method.backbone.compile()
+    optimizer = build_optimizer(method, cfg.optim, cfg.train.batch_size, fused=fabric.device.type == "cuda")
+    model, optimizer = fabric.setup(method, optimizer)
+    return method, model, optimizer
+
+
+def optimizer_step(fabric: Fabric, model, optimizer, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
+    """One step: the method's loss on the two views, backward, optimiser update."""
+    out = model(view1, view2)
+    fabric.backward(out.loss)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return out
+
+
 def train(
     cfg: RunConfig,
     resume: bool = False,
@@ -154,16 +176,10 @@ def train(
     total_steps = steps_per_epoch * cfg.train.epochs
     warmup_steps = round(cfg.optim.warmup_epochs * steps_per_epoch)
 
-    method = build_method(cfg)
-    if cfg.train.channels_last:
-        method = method.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(method, cfg.optim, batch)
+    method, model, optimizer = setup_model(fabric, cfg)
     peak_lr = optimizer.param_groups[0]["lr"]
-    model, optimizer = fabric.setup(method, optimizer)
-    images = data.train.tensor(fabric.device)
-    anchors = torch.from_numpy(data.pairs.anchor).to(fabric.device)
-    positives = torch.from_numpy(data.pairs.positive).to(fabric.device)
-    augment = BatchAugment(cfg.augment)
+    batches = PairBatches(data.train.images, data.pairs, cfg.augment, fabric.device,
+                          on_device=cfg.train.data_on_device, channels_last=cfg.train.channels_last)
 
     start_epoch, history = 0, []
     if resume and last.exists():
@@ -187,16 +203,7 @@ def train(
                 step = epoch * steps_per_epoch + i
                 lr = lr_at(step, total_steps, warmup_steps, peak_lr, cfg.optim.min_lr * batch / 256)
                 set_lr(optimizer, lr)
-                idx = order[i]
-                view1 = augment(images[anchors[idx]], generator=gen)
-                view2 = augment(images[positives[idx]], generator=gen)
-                if cfg.train.channels_last:
-                    view1 = view1.contiguous(memory_format=torch.channels_last)
-                    view2 = view2.contiguous(memory_format=torch.channels_last)
-                out = model(view1, view2)
-                fabric.backward(out.loss)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                out = optimizer_step(fabric, model, optimizer, *batches.views(order[i], gen))
                 method.after_step(step, total_steps)
                 loss_sum += out.loss.detach()
                 if i % cfg.train.log_every == 0 or i == steps_per_epoch - 1:

@@ -23,15 +23,19 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int) -> torch.optim.Optimizer:
-    """The configured optimiser at the peak learning rate ``cfg.lr * batch_size / 256``."""
+def build_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int, fused: bool = False) -> torch.optim.Optimizer:
+    """The configured optimiser at the peak learning rate ``cfg.lr * batch_size / 256``.
+
+    ``fused`` selects PyTorch's fused CUDA kernels for SGD and AdamW (LARS uses timm's foreach
+    implementation); the model must already be on the GPU.
+    """
     lr = cfg.lr * batch_size / 256
     groups = param_groups(model, cfg.weight_decay)
     if cfg.name == "lars":
-        return Lars(groups, lr=lr, momentum=cfg.momentum)
+        return Lars(groups, lr=lr, momentum=cfg.momentum, foreach=True)
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, fused=fused or None)
+    return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, peak: float, floor: float = 0.0) -> float:
