@@ -55,3 +55,14 @@ def test_train_then_eval_knn(tiny_cifar_zip, tmp_path):
 def test_train_config_error_names_the_key(tmp_path):
     code, out = invoke("train", "train.epochz=1")
     assert code == 2 and "train.epochz: unknown key" in out
+
+
+def test_datasets_lists_local_copies(tiny_cifar_zip, tmp_path, monkeypatch):
+    (tmp_path / "cifar10-jpeg.zip").symlink_to(tiny_cifar_zip)
+    monkeypatch.setenv("SEMPAIRS_DATA", str(tmp_path))
+    monkeypatch.setenv("COLUMNS", "300")
+    code, out = invoke("datasets")
+    assert code == 0
+    row = next(line for line in out.splitlines() if "cifar10 " in line)
+    assert "cifar10-jpeg.zip" in row
+    assert "not found" in next(line for line in out.splitlines() if "stl10" in line)

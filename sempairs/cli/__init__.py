@@ -22,10 +22,11 @@ def datasets() -> None:
     """List the named datasets and where local copies were found."""
     from sempairs.data.registry import list_datasets
 
-    table = Table("name", "classes", "splits", "found at", "description")
+    table = Table("name", "classes", "splits", "found at")
+    table.columns[3].overflow = "fold"
     for row in list_datasets():
-        table.add_row(str(row["name"]), str(row.get("num_classes", "")), ", ".join(row.get("splits", [])),
-                      str(row.get("found") or "not found (set SEMPAIRS_DATA or use --download)"), str(row.get("description", "")))
+        table.add_row(str(row["name"]), str(row["num_classes"]), ", ".join(row["splits"]),
+                      str(row["found"] or "not found (set SEMPAIRS_DATA or use --download)"))
     console.print(table)
 
 
