@@ -404,28 +404,34 @@ def nearest_neighbour(z: Tensor, support: Tensor) -> Tensor:
     return support.detach()[idx.to(support.device)]
 
 
-def nnclr_loss(z1: Tensor, z2: Tensor, support: Tensor, temperature: float = 0.1) -> Tensor:
+def nnclr_loss(
+    z1: Tensor, z2: Tensor, support: Tensor, temperature: float = 0.1, p1: Tensor | None = None, p2: Tensor | None = None
+) -> Tensor:
     r"""NNCLR loss (Dwibedi et al., ICCV 2021).
 
-    With :math:`n_i = NN(z1_i, Q)` from :func:`nearest_neighbour` (no gradient)
+    With :math:`n_i = NN(z1_i, Q)` from :func:`nearest_neighbour` (no gradient),
+    :math:`q2` the predictions ``p2`` of view 2 (or ``z2`` itself without a predictor)
     and all vectors L2-normalised,
 
-    .. math::  L_{1 \to 2} = \frac1N \sum_i -\log \frac{\exp(n_i \cdot z2_i / t)}
-               {\sum_k \exp(n_i \cdot z2_k / t)}
+    .. math::  L_{1 \to 2} = \frac1N \sum_i -\log \frac{\exp(n_i \cdot q2_i / t)}
+               {\sum_k \exp(n_i \cdot q2_k / t)}
 
-    and symmetrically :math:`L_{2 \to 1}` with :math:`NN(z2_i)` against ``z1``;
+    and symmetrically :math:`L_{2 \to 1}` with :math:`NN(z2_i)` against ``p1`` (or ``z1``);
     the loss is :math:`(L_{1 \to 2} + L_{2 \to 1}) / 2`.
     """
     _check_pair(z1, z2, "z1 and z2")
     _check_temperature(temperature)
+    q1 = z1 if p1 is None else p1
+    q2 = z2 if p2 is None else p2
+    _check_pair(q1, q2, "p1 and p2")
     nn1 = nearest_neighbour(z1, support)
     nn2 = nearest_neighbour(z2, support)
-    with _no_autocast(z1):
-        dt = torch.float64 if z1.dtype == torch.float64 else torch.float32
-        a1, a2 = F.normalize(z1.to(dt), dim=1), F.normalize(z2.to(dt), dim=1)
-        b1 = F.normalize(nn1.to(device=z1.device, dtype=dt), dim=1)
-        b2 = F.normalize(nn2.to(device=z1.device, dtype=dt), dim=1)
-        target = torch.arange(z1.shape[0], device=z1.device)
+    with _no_autocast(q1):
+        dt = torch.float64 if q1.dtype == torch.float64 else torch.float32
+        a1, a2 = F.normalize(q1.to(dt), dim=1), F.normalize(q2.to(dt), dim=1)
+        b1 = F.normalize(nn1.to(device=q1.device, dtype=dt), dim=1)
+        b2 = F.normalize(nn2.to(device=q1.device, dtype=dt), dim=1)
+        target = torch.arange(q1.shape[0], device=q1.device)
         l12 = F.cross_entropy(b1 @ a2.T / temperature, target)
         l21 = F.cross_entropy(b2 @ a1.T / temperature, target)
         return 0.5 * (l12 + l21)

@@ -174,7 +174,7 @@ def ref_nn_index(z, support):
     return best
 
 
-def ref_nnclr(z1, z2, support, t):
+def ref_nnclr(z1, z2, support, t, p1=None, p2=None):
     sup = support.tolist()
 
     def direction(za, zb):
@@ -187,7 +187,7 @@ def ref_nnclr(z1, z2, support, t):
             total += -(logits[i] - math.log(sum(math.exp(x) for x in logits)))
         return total / len(bs)
 
-    return 0.5 * (direction(z1, z2) + direction(z2, z1))
+    return 0.5 * (direction(z1, z2 if p2 is None else p2) + direction(z2, z1 if p1 is None else p1))
 
 
 # --------------------------------------------------------------------------- NT-Xent / SupCon
@@ -499,6 +499,12 @@ def test_nearest_neighbour_and_nnclr_give_no_gradient_to_support():
 def test_nnclr_loss_matches_loop(n, m, d, t):
     z1, z2, support = _rand(n, d, seed=150), _rand(n, d, seed=151), _rand(m, d, seed=152)
     _close(nnclr_loss(z1, z2, support, temperature=t), ref_nnclr(z1, z2, support, t))
+
+
+def test_nnclr_loss_with_predictions_matches_loop():
+    z1, z2, support = _rand(6, 5, seed=40), _rand(6, 5, seed=41), _rand(9, 5, seed=42)
+    p1, p2 = _rand(6, 5, seed=43), _rand(6, 5, seed=44)
+    _close(nnclr_loss(z1, z2, support, 0.3, p1=p1, p2=p2), ref_nnclr(z1, z2, support, 0.3, p1, p2))
 
 
 def test_nnclr_default_temperature():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
@@ -50,6 +51,30 @@ def gather(z: torch.Tensor) -> torch.Tensor:
 
         return torch.cat(dist_fn.all_gather(z), dim=0)
     return z
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` whose parameters take no gradient (a momentum/teacher network)."""
+    target = copy.deepcopy(module)
+    for param in target.parameters():
+        param.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def enqueue(queue: torch.Tensor, ptr: torch.Tensor, items: torch.Tensor) -> int:
+    """Write ``items`` into the ring buffer ``queue`` at ``ptr`` (wrapping), advance ``ptr``.
+
+    Returns how many rows were written (at most the queue length: only the newest are kept).
+    """
+    size = queue.shape[0]
+    items = items.detach()[-size:]
+    n = items.shape[0]
+    start = int(ptr)
+    idx = (start + torch.arange(n, device=queue.device)) % size
+    queue[idx] = items.to(device=queue.device, dtype=queue.dtype)
+    ptr.fill_((start + n) % size)
+    return n
 
 
 METHODS: dict[str, type[Method]] = {}

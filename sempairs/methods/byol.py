@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sempairs.losses import byol_loss, cosine_momentum, ema_update
 from sempairs.methods.base import Method, StepOutput, register
-from sempairs.methods.moco import frozen_copy
+from sempairs.methods.base import frozen_copy
 from sempairs.models.heads import mlp
 
 

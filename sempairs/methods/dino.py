@@ -30,13 +30,13 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
 
 from sempairs.losses import cosine_momentum, dino_center_update, dino_loss, ema_update
 from sempairs.methods.base import Method, StepOutput, register
-from sempairs.methods.moco import frozen_copy
+from sempairs.methods.base import frozen_copy
 
 
 class DINOConfig(BaseModel):

@@ -27,40 +27,15 @@ is not reproduced). The queue starts as random unit vectors, as in the reference
 
 from __future__ import annotations
 
-import copy
 from typing import Literal
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
 
 from sempairs.losses import cosine_momentum, ema_update, info_nce
-from sempairs.methods.base import Method, StepOutput, gather, register
-
-
-def frozen_copy(module: nn.Module) -> nn.Module:
-    """A deep copy of ``module`` whose parameters take no gradient (a momentum/teacher network)."""
-    target = copy.deepcopy(module)
-    for param in target.parameters():
-        param.requires_grad_(False)
-    return target
-
-
-@torch.no_grad()
-def enqueue(queue: torch.Tensor, ptr: torch.Tensor, items: torch.Tensor) -> int:
-    """Write ``items`` into the ring buffer ``queue`` at ``ptr`` (wrapping), advance ``ptr``.
-
-    Returns how many rows were written (at most the queue length: only the newest are kept).
-    """
-    size = queue.shape[0]
-    items = items.detach()[-size:]
-    n = items.shape[0]
-    start = int(ptr)
-    idx = (start + torch.arange(n, device=queue.device)) % size
-    queue[idx] = items.to(device=queue.device, dtype=queue.dtype)
-    ptr.fill_((start + n) % size)
-    return n
+from sempairs.methods.base import Method, StepOutput, enqueue, frozen_copy, gather, register
 
 
 class MoCoConfig(BaseModel):

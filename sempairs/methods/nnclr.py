@@ -26,9 +26,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
-from sempairs.losses import nearest_neighbour, nnclr_loss
-from sempairs.methods.base import Method, StepOutput, gather, register
-from sempairs.methods.moco import enqueue
+from sempairs.losses import nnclr_loss
+from sempairs.methods.base import Method, StepOutput, enqueue, gather, register
 from sempairs.models.heads import mlp
 
 
@@ -41,14 +40,6 @@ class NNCLRConfig(BaseModel):
     pred_hidden_dim: int = Field(4096, gt=0)
     use_predictor: bool = True
     queue_size: int = Field(16384, gt=0)
-
-
-def _nn_contrast(nn: torch.Tensor, p: torch.Tensor, temperature: float) -> torch.Tensor:
-    """CE of ``nn @ p.T / t`` with targets on the diagonal (rows: neighbours; no grad through them)."""
-    with torch.autocast(device_type=p.device.type, enabled=False):
-        dt = torch.float64 if p.dtype == torch.float64 else torch.float32
-        logits = F.normalize(nn.detach().to(dt), dim=1) @ F.normalize(p.to(dt), dim=1).T / temperature
-        return F.cross_entropy(logits, torch.arange(p.shape[0], device=p.device))
 
 
 @register
@@ -76,15 +67,9 @@ class NNCLR(Method):
         with torch.no_grad():
             new = gather(F.normalize(z1.detach(), dim=1))
         support = self.support(new)
-        t = self.cfg.temperature
-        if self.cfg.use_predictor:
-            p1, p2 = self.predictor(z1), self.predictor(z2)
-            nn1, nn2 = nearest_neighbour(z1, support), nearest_neighbour(z2, support)
-            loss = 0.5 * (
-                _nn_contrast(gather(nn1), gather(p2), t) + _nn_contrast(gather(nn2), gather(p1), t)
-            )
-        else:
-            loss = nnclr_loss(gather(z1), gather(z2), support, t)
+        preds = (self.predictor(z1), self.predictor(z2)) if self.cfg.use_predictor else (None, None)
+        p1, p2 = (None if p is None else gather(p) for p in preds)
+        loss = nnclr_loss(gather(z1), gather(z2), support, self.cfg.temperature, p1=p1, p2=p2)
         if self.training:
             self._pending = new
         return StepOutput(loss, z1.detach())

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch.nn as nn
 import torchvision
 from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
 
 VIT_MODELS = {"vit_tiny": "vit_tiny_patch16_224", "vit_small": "vit_small_patch16_224"}
 
