@@ -107,3 +107,19 @@ def test_training_on_a_union_of_augmented_and_semantic_pairs(tiny_cifar_zip, tmp
     assert result.pairs == 200 + 40
     used = load_pairs(result.run_dir / "pairs.csv", store)
     assert (used.source == "augmented").sum() == 200 and (used.source == "labels").sum() == 40
+
+
+@pytest.mark.parametrize("name", sorted(__import__("sempairs.methods", fromlist=["METHODS"]).METHODS))
+def test_every_method_trains_through_the_loop_on_semantic_pairs(tiny_cifar_zip, tmp_path, name):
+    cfg = tiny_config(tiny_cifar_zip, tmp_path, "train.epochs=1", f"method.name={name}",
+                      "pairs.source=labels", "pairs.per_class=8", "knn.k=5")
+    result = train(cfg, progress=False)
+    assert result.history[0]["loss"] == result.history[0]["loss"]  # finite, not NaN
+    assert load_method(result.run_dir)[1].method.name == name
+
+
+def test_vit_backbone_trains(tiny_cifar_zip, tmp_path):
+    cfg = tiny_config(tiny_cifar_zip, tmp_path, "train.epochs=1", "backbone.name=vit_tiny", "backbone.patch_size=4",
+                      "optim.name=adamw", "optim.lr=1e-3", "knn.k=5")
+    result = train(cfg, progress=False)
+    assert result.knn["knn_top1"] >= 0 and load_method(result.run_dir)[0].feat_dim == 192
