@@ -39,8 +39,9 @@ def test_two_epochs_lower_the_loss_and_write_everything(tiny_cifar_zip, tmp_path
     assert len(losses) == 4 and losses[-1] < losses[0]
     assert result.pairs == 100
     run = result.run_dir
-    for name in ("last.ckpt", "epoch_0004.ckpt", "config.yaml", "pairs.csv", "knn.yaml", "logs/metrics.csv"):
+    for name in ("last.ckpt", "epoch_0004.ckpt", "config.yaml", "pairs.csv", "knn.yaml", "logs/metrics.csv", "history.csv"):
         assert (run / name).exists(), name
+    assert [float(r["loss"]) for r in csv.DictReader(open(run / "history.csv"))] == pytest.approx(losses)
     rows = list(csv.DictReader(open(run / "logs" / "metrics.csv")))
     assert any(r.get("epoch/loss") for r in rows) and any(r.get("loss") for r in rows)
     assert 0 <= result.knn["knn_top1"] <= 100 and result.knn["test_images"] == 100
@@ -57,6 +58,11 @@ def test_killed_run_resumes_to_the_same_weights(tiny_cifar_zip, tmp_path):
         train(cfg, progress=False)
     resumed = train(cfg, resume=True, progress=False)
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+    history = list(csv.DictReader(open(resumed.run_dir / "history.csv")))
+    assert [int(r["epoch"]) for r in history] == [1, 2, 3]  # complete across the resume
+    first, again = (list(csv.DictReader(open(resumed.run_dir / p))) for p in ("logs/metrics.csv", "logs/resume-1/metrics.csv"))
+    assert {r["epoch/epoch"] for r in first if r["epoch/epoch"]} == {"1"}  # the killed attempt's logs are kept
+    assert {r["epoch/epoch"] for r in again if r["epoch/epoch"]} == {"2", "3"}
     a, _ = load_method(whole.run_dir)
     b, _ = load_method(resumed.run_dir)
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):

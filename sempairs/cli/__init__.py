@@ -9,12 +9,14 @@ import typer
 from rich.table import Table
 
 from sempairs.cli import eval as eval_commands
+from sempairs.cli import experiment as experiment_commands
 from sempairs.cli import pairs as pairs_commands
 from sempairs.cli.common import DownloadOpt, console, fail
 
 app = typer.Typer(help="Self-supervised learning with semantic positive pairs.", no_args_is_help=True, add_completion=False)
 app.add_typer(pairs_commands.app, name="pairs")
 app.add_typer(eval_commands.app, name="eval")
+app.command()(experiment_commands.experiment)
 
 
 @app.command()

@@ -3,8 +3,8 @@
 A sempairs checkpoint (a ``.ckpt`` file or a run directory holding ``last.ckpt``) brings its own
 architecture, image size and normalisation (``data.size``, ``augment.mean``/``augment.std``).
 
-A plain weights file is a state dict (optionally wrapped as ``{"state_dict": ...}`` or
-``{"model": ...}``, keys optionally prefixed ``module.``) of
+A plain weights file (``torch.save`` or ``.safetensors``) is a state dict (optionally wrapped as
+``{"state_dict": ...}`` or ``{"model": ...}``, keys optionally prefixed ``module.``; of a whole SSL model, only the ``backbone.`` keys are read) of
 
 * ``arch="resnet18"`` / ``"resnet50"``: a torchvision ResNet. The classifier (``fc.*``) is
   dropped; a 3x3 ``conv1`` is recognised as the small-image stem (3x3/1 conv, no max-pool).
@@ -18,7 +18,6 @@ Nothing is ever downloaded.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,15 +76,24 @@ def load_backbone(path: str | Path, arch: str | None = None) -> LoadedBackbone:
 
 def _state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as exc:
-        raise ValueError(f"{path} is not a readable weights file ({exc.__class__.__name__}: {exc})") from None
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any reader failure (pickle, zip, safetensors header) means "not a weights file"
+        raise ValueError(f"{path} is not a readable weights file ({exc.__class__.__name__}: {str(exc)[:200]}). "
+                         "Fix: give a sempairs checkpoint, or a state dict saved with torch.save or safetensors") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} holds no state dict of tensors. Fix: save one with torch.save(model.state_dict(), path)")
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    if any(k.startswith("backbone.") for k in state):  # an SSL model (lightly, solo-learn): keep its backbone
+        state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    return state
 
 
 def _plain_backbone(path: Path, arch: str) -> LoadedBackbone:

@@ -1,4 +1,8 @@
-"""Positive-pair sets: the PairSet type, its file format, builders and validation."""
+"""Positive-pair sets: the PairSet type, its file format, builders, validation, mining and precision reports.
+
+Mining (:mod:`sempairs.pairs.mine`, :mod:`sempairs.pairs.search`) and reports
+(:mod:`sempairs.pairs.report`) are imported from their modules: they pull in torch and matplotlib.
+"""
 
 from sempairs.pairs.builders import augmented_pairs, matched_augmented, pair_stats, pairs_from_labels
 from sempairs.pairs.check import PairFileError, PairProblem, check_pairs, load_pairs

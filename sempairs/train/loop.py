@@ -6,6 +6,13 @@ augments each member with the batched augmentation (its generator seeded by (see
 and minimises the method's loss. Because every random choice is derived from the seed and the
 epoch, a run resumed from the checkpoint written at the end of an epoch continues exactly as the
 uninterrupted run would have.
+
+A run directory holds ``config.yaml``, ``pairs.csv``, ``last.ckpt`` (+ ``epoch_NNNN.ckpt`` every
+``train.checkpoint_every`` epochs), ``history.csv`` (the metrics of every epoch, rewritten from
+the checkpoint after each epoch, so complete across resumes), ``knn.yaml``, and the step-level
+logs of Lightning's CSV (and TensorBoard) loggers: ``logs/metrics.csv`` for the first attempt,
+``logs/resume-N/metrics.csv`` for the N-th resume (steps after the last checkpoint of a killed
+attempt appear again in the next one).
 """
 
 from __future__ import annotations
@@ -14,7 +21,6 @@ import math
 import os
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +32,7 @@ from lightning.fabric import Fabric
 from lightning.fabric.loggers import CSVLogger
 
 from sempairs.config import RunConfig
+from sempairs.csvio import write_rows
 from sempairs.eval.protocol import knn_evaluate
 from sempairs.methods import StepOutput
 from sempairs.train.batches import PairBatches
@@ -35,6 +42,7 @@ from sempairs.train.optim import build_optimizer, lr_at, set_lr
 from sempairs.train.progress import TrainProgress
 
 # Keys that may change between a run and its resumption without changing what is computed.
+HISTORY = "history.csv"
 RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every", "train.log_every", "knn.")
 
 
@@ -103,14 +111,25 @@ def _stop_if_broken(loss: float, spread: float, epoch: int, cfg: RunConfig, run_
         )
 
 
-def _make_fabric(cfg: RunConfig, run_dir: Path) -> Fabric:
-    loggers = [CSVLogger(root_dir=str(run_dir), name="logs", version="")]
+def _log_version(run_dir: Path, resuming: bool) -> str:
+    """``""`` (``logs/``) for a fresh run, else the first free ``resume-N``: earlier logs are never overwritten."""
+    if not resuming:
+        return ""
+    n = 1
+    while (run_dir / "logs" / f"resume-{n}").exists():
+        n += 1
+    return f"resume-{n}"
+
+
+def _make_fabric(cfg: RunConfig, run_dir: Path, resuming: bool) -> Fabric:
+    version = _log_version(run_dir, resuming)
+    loggers = [CSVLogger(root_dir=str(run_dir), name="logs", version=version)]
     try:
         from lightning.fabric.loggers import TensorBoardLogger
 
         import tensorboard  # noqa: F401
 
-        loggers.append(TensorBoardLogger(root_dir=str(run_dir), name="tensorboard", version=""))
+        loggers.append(TensorBoardLogger(root_dir=str(run_dir), name="tensorboard", version=version))
     except ImportError:
         pass
     return Fabric(
@@ -155,8 +174,7 @@ def train(
     if last.exists() and not resume:
         raise FileExistsError(f"{run_dir} already holds a checkpoint: pass --resume to continue it, or choose another name")
     run_dir.mkdir(parents=True, exist_ok=True)
-    warnings.filterwarnings("ignore", message=".*Experiment logs directory.*exists and is not empty.*")
-    fabric = _make_fabric(cfg, run_dir)
+    fabric = _make_fabric(cfg, run_dir, resuming=resume and last.exists())
     fabric.launch()
     fabric.seed_everything(cfg.train.seed, verbose=False)
 
@@ -227,6 +245,8 @@ def train(
             _save(fabric, run_dir, {"model": model, "optimizer": optimizer, "epoch": epoch + 1, "step": step + 1,
                                     "config": cfg.model_dump(mode="json"), "history": history},
                   keep=(epoch + 1) % cfg.train.checkpoint_every == 0 or epoch + 1 == cfg.train.epochs)
+            if fabric.is_global_zero:
+                write_rows(run_dir / HISTORY, history)
             for logger in fabric.loggers:
                 logger.save()
             bar.epoch_done(metrics)

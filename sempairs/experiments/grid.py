@@ -1,0 +1,414 @@
+"""Grids of pretraining runs: axes of config values, one run per cell, one results row per cell.
+
+An experiment YAML names a ``base`` run config (a mapping, or a path to a run YAML relative to
+the experiment file) and ``axes``; the cartesian product of the axes' values gives the cells.
+An axis is a dotted config key (``method.name: [simclr, byol]``, ``train.seed: [0, 1, 2]``) or
+one of two named axes:
+
+``pairs``
+    ``ap`` (augmented pairs: the matched AP set when ``pairs.per_class`` is set), ``sp``
+    (semantic pairs from the labels), ``curated:<file>`` / ``mined:<file>`` (a pair file), or a
+    union of them joined by ``+`` whose first term is the main set: ``ap+sp``,
+    ``ap+mined:<file>`` (SePP-ID: mined pairs merged with the dataset). Paths are relative to
+    the working directory, as in run configs.
+``transforms``
+    an augmentation preset of :data:`sempairs.augment.pipeline.PRESETS` (``simclr``,
+    ``no_grayscale``, ``crop_only``, ...) applied over the base's ``augment`` section.
+
+Everything lives in ``<out_dir>/<name>/``: ``runs/<cell>/`` (each cell's run), ``results.csv``,
+``report.md`` and ``plots/``; each run also gets ``history.csv``, its metrics per epoch. ``run_grid`` trains the cells one after the other, resumes a
+half-trained cell from its checkpoint, skips cells whose results row exists, and rewrites
+``results.csv`` atomically after each cell, so a killed grid continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from sempairs.augment.pipeline import PRESETS
+from sempairs.config import ConfigError, PairsConfig, RunConfig, _describe, load_config
+from sempairs.train import TrainingStopped, TrainResult, train
+from sempairs.train.checkpoint import LAST
+from sempairs.train.data import build_pairs, load_split
+from sempairs.train.loop import resolve_precision
+
+PAIRS_AXIS, TRANSFORMS_AXIS = "pairs", "transforms"
+PAIR_TERMS = ("ap", "sp")
+PAIR_FILE_KINDS = ("curated", "mined")
+ADDED_SP_FILE = "added_sp_pairs.csv"
+RESULTS = "results.csv"
+# Per-epoch metrics of a cell's run, from the checkpointed history (complete across resumes, unlike
+# logs/metrics.csv, which a resumed run starts afresh).
+HISTORY = "history.csv"
+# Columns of every results row, in order: cell, the axes, RUN_COLUMNS, the metrics, COST_COLUMNS, other values.
+RUN_COLUMNS = ("epochs", "num_pairs")
+COST_COLUMNS = ("final_loss", "images_per_s", "seconds", "device", "precision", "run_dir", "error")
+
+
+# ----------------------------------------------------------------------------- evaluators
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """A named evaluation of a trained cell.
+
+    ``fn(result, cfg)`` returns a row's values: the ``metrics`` (column -> label for tables and
+    plots, higher is better) and any other columns worth keeping (e.g. the protocol's settings).
+    """
+
+    metrics: dict[str, str]
+    fn: Callable[[TrainResult, RunConfig], dict[str, Any]]
+
+
+EVALUATORS: dict[str, Evaluator] = {}
+
+
+def register_evaluator(name: str, metrics: dict[str, str]):
+    """Decorator: register ``fn(result, cfg) -> dict`` as the evaluation ``name`` with these metric columns."""
+
+    def decorate(fn):
+        EVALUATORS[name] = Evaluator(metrics, fn)
+        return fn
+
+    return decorate
+
+
+@register_evaluator("knn", {"knn_top1": "kNN top-1 accuracy (%)", "knn_top5": "kNN top-5 accuracy (%)"})
+def knn_of_training(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
+    """The kNN accuracy the training loop measured on the test split after the last epoch."""
+    if result.knn is None:
+        raise ValueError(f"{cfg.run_dir}: no kNN result (data.test_split={cfg.data.test_split!r} or the data has no labels)")
+    return dict(result.knn)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+class ExperimentConfig(BaseModel):
+    """A grid of runs: ``base`` run config x ``axes``, evaluated by ``evaluations``.
+
+    ``seed_axis`` is the axis that repeats a setting (reports average over it). ``embedding``
+    lists the cells whose test features get a 2-D PCA map (None: the first cell of each ``pairs``
+    value, or the first cell; ``[]``: no map).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    out_dir: str = "experiments"
+    base: dict[str, Any] | str = {}
+    axes: dict[str, list[Any]]
+    seed_axis: str = "train.seed"
+    evaluations: list[str] = ["knn"]
+    embedding: list[str] | None = None
+
+    @field_validator("axes")
+    @classmethod
+    def _axes_well_formed(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if not axes:
+            raise ValueError("give at least one axis, e.g. pairs: [ap, sp]")
+        for name, values in axes.items():
+            if name not in (PAIRS_AXIS, TRANSFORMS_AXIS) and "." not in name:
+                raise ValueError(f"axis {name!r} is neither a dotted config key (e.g. train.seed) nor pairs / transforms")
+            if name.split(".")[0] in ("name", "out_dir"):
+                raise ValueError(f"axis {name!r}: the grid names the runs and places them itself")
+            if not values:
+                raise ValueError(f"axis {name!r} has no values")
+            shown = [format_value(v) for v in values]
+            if len(set(shown)) != len(shown):
+                raise ValueError(f"axis {name!r} repeats a value: {shown}")
+        return axes
+
+    @field_validator("evaluations")
+    @classmethod
+    def _known_evaluations(cls, names: list[str]) -> list[str]:
+        unknown = [n for n in names if n not in EVALUATORS]
+        if unknown:
+            raise ValueError(f"unknown evaluation(s) {unknown}; registered: {sorted(EVALUATORS)}")
+        return names
+
+    @property
+    def directory(self) -> Path:
+        """``<out_dir>/<name>``: runs, results, report and plots of this experiment."""
+        return Path(self.out_dir) / self.name
+
+    @property
+    def results_path(self) -> Path:
+        return self.directory / RESULTS
+
+    @property
+    def group_axes(self) -> list[str]:
+        """The axes a result is grouped by: all but the seed axis."""
+        return [a for a in self.axes if a != self.seed_axis]
+
+    def metrics(self) -> dict[str, str]:
+        """Metric column -> label, over all evaluations, in order."""
+        return {col: label for name in self.evaluations for col, label in EVALUATORS[name].metrics.items()}
+
+
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read and validate an experiment YAML; a relative ``base`` path is relative to the file's folder."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"experiment file {path} does not exist")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping (name, base, axes, ...)")
+    if isinstance(tree.get("base"), str) and not Path(tree["base"]).is_absolute():
+        tree["base"] = str(path.parent / tree["base"])
+    try:
+        exp = ExperimentConfig.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, str(path))) from None
+    expand(exp)  # every cell must be a valid run config
+    return exp
+
+
+# ----------------------------------------------------------------------------- cells
+
+
+def format_value(value: Any) -> str:
+    """How an axis value appears in cell ids and results columns (strings as they are, the rest as compact JSON)."""
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def cell_dirname(cell_id: str) -> str:
+    """A directory name for ``cell_id``: itself when safe, else sanitised plus a hash of the id (so still distinct)."""
+    safe = re.sub(r"[^A-Za-z0-9._,=+-]", "_", cell_id)
+    if safe == cell_id and len(safe) <= 150:
+        return safe
+    return f"{safe[:150]}-{hashlib.sha1(cell_id.encode()).hexdigest()[:8]}"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the grid: its axis values, stable id, validated config, and the SP file it must generate."""
+
+    id: str
+    values: dict[str, str]
+    config: RunConfig
+    added_sp: Path | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.config.run_dir
+
+
+def split_pair_terms(value: str) -> list[str]:
+    """The terms of a ``pairs`` axis value: ``ap+mined:a+b.csv`` -> ``["ap", "mined:a+b.csv"]``."""
+    return re.split(r"\+(?=(?:ap|sp|curated:|mined:))", value)
+
+
+def pairs_settings(value: str, run_dir: Path) -> tuple[dict[str, Any], Path | None]:
+    """Pair settings of a ``pairs`` axis value (see the module doc), and the SP file to generate for ``+sp``."""
+    terms = split_pair_terms(value)
+    settings: dict[str, Any] = {"pairs.file": None}
+    added: list[str] = []
+    added_sp = None
+    for i, term in enumerate(terms):
+        kind, _, file = term.partition(":")
+        if term not in PAIR_TERMS and not (kind in PAIR_FILE_KINDS and file):
+            raise ConfigError(f"pairs axis value {value!r}: unknown term {term!r}; use ap, sp, curated:<file>, mined:<file>, joined by +")
+        if terms.index(term) != i:
+            raise ConfigError(f"pairs axis value {value!r} repeats {term!r}")
+        if i == 0:
+            settings["pairs.source"] = {"ap": "augmented", "sp": "labels"}.get(term, "file")
+            if file:
+                settings["pairs.file"] = file
+        elif term == "ap":
+            raise ConfigError(f"pairs axis value {value!r}: put ap first (ap+...), the augmented set is the main set")
+        elif term == "sp":
+            added_sp = run_dir / ADDED_SP_FILE
+            added.append(str(added_sp))
+        else:
+            added.append(file)
+    settings["pairs.add_files"] = added
+    return settings, added_sp
+
+
+def transform_settings(value: str) -> dict[str, Any]:
+    """Augment settings of a ``transforms`` axis value: the preset's changes over the base."""
+    if value not in PRESETS:
+        raise ConfigError(f"transforms axis value {value!r}: unknown preset; valid: {', '.join(sorted(PRESETS))}")
+    return {f"augment.{key}": v for key, v in PRESETS[value].items()}
+
+
+def _override(key: str, value: Any) -> str:
+    """A ``key=value`` override whose value YAML reads back exactly."""
+    return f"{key}={yaml.safe_dump(value, default_flow_style=True, width=math.inf)}"
+
+
+def expand(exp: ExperimentConfig) -> list[Cell]:
+    """The cells of the grid, in the order of the axes' cartesian product, each with a validated RunConfig."""
+    base_path = exp.base if isinstance(exp.base, str) else None
+    base_tree = exp.base if isinstance(exp.base, dict) else None
+    runs = exp.directory / "runs"
+    cells = []
+    for combo in itertools.product(*exp.axes.values()):
+        values = {axis: format_value(v) for axis, v in zip(exp.axes, combo)}
+        cell_id = ",".join(f"{axis}={v}" for axis, v in values.items())
+        run_dir = runs / cell_dirname(cell_id)
+        settings: dict[str, Any] = {}
+        added_sp = None
+        for axis, raw in zip(exp.axes, combo):
+            if axis == PAIRS_AXIS:
+                these, added_sp = pairs_settings(values[axis], run_dir)
+            elif axis == TRANSFORMS_AXIS:
+                these = transform_settings(values[axis])
+            else:
+                these = {axis: raw}
+            clash = sorted(set(these) & set(settings))
+            if clash:
+                raise ConfigError(f"cell {cell_id}: axis {axis!r} sets {clash}, which another axis sets too")
+            settings.update(these)
+        overrides = [_override(k, v) for k, v in {**settings, "out_dir": str(runs), "name": run_dir.name}.items()]
+        try:
+            cfg = load_config(base_path, overrides, base_tree)
+        except ConfigError as exc:
+            raise ConfigError(f"cell {cell_id}: {exc}") from None
+        cells.append(Cell(cell_id, values, cfg, added_sp))
+    unknown = sorted(set(exp.embedding or ()) - {c.id for c in cells})
+    if unknown:
+        raise ConfigError(f"embedding names cells not in the grid: {unknown}; cell ids look like {cells[0].id}")
+    return cells
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def read_results(path: Path) -> dict[str, dict[str, str]]:
+    """The rows of a results CSV by cell id (empty if there is none yet)."""
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        return {row["cell"]: row for row in csv.DictReader(f)}
+
+
+def grid_rows(exp: ExperimentConfig, cells: Sequence[Cell] | None = None) -> list[dict[str, str]]:
+    """The results rows of the grid's cells, in grid order (rows of cells no longer in the grid left out)."""
+    rows = read_results(exp.results_path)
+    return [rows[c.id] for c in (cells if cells is not None else expand(exp)) if c.id in rows]
+
+
+def write_results(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write all rows to ``path`` atomically (a temporary file renamed over it); columns in first-seen order."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def is_done(row: dict[str, str] | None, cell: Cell, metrics: Sequence[str]) -> bool:
+    """A row counts as done when training stopped for good, or it has every metric at the configured epochs."""
+    if row is None:
+        return False
+    if row.get("error"):
+        return True
+    return row.get("epochs") == str(cell.config.train.epochs) and all(row.get(m) not in (None, "") for m in metrics)
+
+
+def _writes_files() -> bool:
+    """Whether this process writes the grid's files: always, except on ranks other than 0 of a torchrun/SLURM job."""
+    return rank_zero_only.rank == 0
+
+
+def _device_name(cfg: RunConfig) -> str:
+    if cfg.train.accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return "cpu" if cfg.train.accelerator == "auto" else cfg.train.accelerator
+
+
+def _write_added_sp(cell: Cell) -> None:
+    """The SP file of an ``...+sp`` cell: pairs from the labels with the cell's per_class and seed."""
+    cfg = cell.config
+    store = load_split(cfg.data, cfg.data.split, cfg.data.limit_per_class)
+    pairs = build_pairs(PairsConfig(source="labels", per_class=cfg.pairs.per_class, seed=cfg.pairs.seed), store)
+    cell.added_sp.parent.mkdir(parents=True, exist_ok=True)
+    pairs.save(cell.added_sp, ids=store.ids, class_names=store.class_names)
+
+
+def run_cell(exp: ExperimentConfig, cell: Cell, callbacks: Sequence[Callable[[int, dict], None]] = (), progress: bool = True) -> dict[str, str]:
+    """Train (or resume) one cell, evaluate it, and return its results row (as text, as results.csv holds it).
+
+    A run stopped by :class:`TrainingStopped` (NaN loss, collapse) gives a row with ``error`` set.
+    """
+    cfg = cell.config
+    row: dict[str, Any] = dict.fromkeys(["cell", *exp.axes, *RUN_COLUMNS, *exp.metrics(), *COST_COLUMNS], "")
+    row.update({"cell": cell.id, **cell.values, "device": _device_name(cfg), "precision": resolve_precision(cfg),
+                "run_dir": str(cell.run_dir)})
+    if cell.added_sp is not None and not cell.added_sp.exists() and _writes_files():
+        _write_added_sp(cell)  # the other ranks read it after rank 0 loaded the run's data
+    try:
+        result = train(cfg, resume=(cell.run_dir / LAST).exists(), callbacks=callbacks, progress=progress)
+    except TrainingStopped as exc:
+        row["error"] = str(exc)
+        return {k: str(v) for k, v in row.items()}
+    history = result.history
+    if _writes_files():
+        write_results(cell.run_dir / HISTORY, history)
+    seconds = sum(h["seconds"] for h in history)
+    row.update({"epochs": history[-1]["epoch"], "num_pairs": result.pairs, "final_loss": history[-1]["loss"],
+                "images_per_s": sum(h["images_per_s"] * h["seconds"] for h in history) / seconds, "seconds": seconds})
+    for name in exp.evaluations:
+        row.update(EVALUATORS[name].fn(result, cfg))
+    return {k: str(v) for k, v in row.items()}
+
+
+def run_grid(
+    exp: ExperimentConfig,
+    resume: bool = True,
+    callbacks: Sequence[Callable[[int, dict], None]] = (),
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, str]]:
+    """Train and evaluate every cell not yet done, one after the other; return the grid's results rows.
+
+    ``results.csv`` is rewritten after each cell. Without ``resume`` an experiment folder that
+    already holds results or checkpoints is refused (nothing is deleted). ``callbacks`` go to
+    :func:`sempairs.train.train` (called after every epoch of every cell). Under torchrun/SLURM
+    every rank runs the grid (each cell's training is distributed) and rank 0 writes the files.
+    """
+    cells = expand(exp)
+    if not resume:
+        earlier = [p for p in (exp.results_path, *(c.run_dir / LAST for c in cells)) if p.exists()]
+        if earlier:
+            raise FileExistsError(f"{exp.directory} already holds results or checkpoints ({earlier[0]}): resume it, "
+                                  "or delete the folder / choose another experiment name")
+    if _writes_files():
+        exp.directory.mkdir(parents=True, exist_ok=True)
+        (exp.directory / "experiment.yaml").write_text(yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False))
+    rows = read_results(exp.results_path)
+    metrics = list(exp.metrics())
+    for i, cell in enumerate(cells, 1):
+        if is_done(rows.get(cell.id), cell, metrics):
+            log(f"[{i}/{len(cells)}] {cell.id}: done, skipped")
+            continue
+        log(f"[{i}/{len(cells)}] {cell.id} -> {cell.run_dir}")
+        rows[cell.id] = run_cell(exp, cell, callbacks, progress)
+        if rows[cell.id]["error"]:
+            log(f"[{i}/{len(cells)}] {cell.id} stopped: {rows[cell.id]['error']}")
+        order = [c.id for c in cells if c.id in rows] + [k for k in rows if k not in {c.id for c in cells}]
+        if _writes_files():
+            write_results(exp.results_path, [rows[k] for k in order])
+    return [rows[c.id] for c in cells if c.id in rows]

@@ -1,0 +1,270 @@
+"""Plots of an experiment (PNG, each beside the CSV of the numbers drawn), only those its axes support.
+
+- ``pairs_bars``: every metric per pair set (``pairs`` axis), grouped by the other axes (e.g. method).
+- ``transforms``: every metric per augmentation preset (``transforms`` axis), change vs the first preset.
+- ``accuracy_vs_epoch``: metrics measured during training (``knn.every``, the run's ``history.csv``) and after it.
+- ``accuracy_vs_pairs_per_class``: metrics over the ``pairs.per_class`` axis.
+- ``embedding_pca``: test-split backbone features of chosen runs projected on their first two principal components.
+
+Bars and points are means over the seed axis; error bars are the sample standard deviation.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from sempairs.eval.features import extract_features
+from sempairs.experiments.grid import HISTORY, PAIRS_AXIS, TRANSFORMS_AXIS, Cell, ExperimentConfig, expand, grid_rows
+from sempairs.experiments.report import Stats, finished, seed_count, stats_of, summarise
+from sempairs.train.checkpoint import load_method
+from sempairs.train.data import load_split
+
+EPOCHS_AXIS, PER_CLASS_AXIS = "train.epochs", "pairs.per_class"
+
+
+def _label(keys: Sequence[str], values: Sequence[str], sep: str = ", ") -> str:
+    """How a group is named in legends: its value for one key, ``key=value, ...`` for several."""
+    if len(keys) == 1:
+        return values[0]
+    return sep.join(f"{k}={v}" for k, v in zip(keys, values))
+
+
+def _tick(keys: Sequence[str], values: Sequence[str]) -> str:
+    """A short x tick label: one ``name=value`` line per key (the axis label gives the full keys)."""
+    return _label([k.rsplit(".", 1)[-1] for k in keys], values, sep="\n")
+
+
+def _figure(panels: int, panel_width: float = 5.2, height: float = 4.2, legend_entries: int = 0) -> tuple[Figure, list]:
+    """A figure of ``panels`` side by side, taller by one line per row of a bottom legend (4 entries a row)."""
+    fig = Figure(figsize=(1.5 + panel_width * panels, height + 0.3 * math.ceil(legend_entries / 4)), layout="constrained")
+    return fig, list(np.atleast_1d(fig.subplots(1, panels)))
+
+
+def _save(fig: Figure, table: list[dict], out_dir: Path, name: str) -> Path:
+    """Write ``<name>.png`` and ``<name>.csv`` (the numbers drawn) to ``out_dir``; return the PNG's path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / f"{name}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in table for k in row)))
+        writer.writeheader()
+        writer.writerows(table)
+    png = out_dir / f"{name}.png"
+    fig.savefig(png, dpi=120)
+    return png
+
+
+def _stat_row(keys: Sequence[str], values: Sequence[str], metric: str, stats: Stats) -> dict:
+    return {**dict(zip(keys, values)), "metric": metric, "mean": stats.mean, "std": stats.std, "n": stats.n}
+
+
+def _spread_note(exp: ExperimentConfig) -> str:
+    seeds = seed_count(exp)
+    return f"mean ± std over {seeds} seeds" if seeds > 1 else "one run each"
+
+
+def grouped_bars(exp: ExperimentConfig, rows, x_axis: str, out_dir: Path, name: str, title: str, delta: bool) -> Path | None:
+    """Bars of every metric, grouped along the x axis, one colour per setting of the remaining axes.
+
+    For the ``pairs`` axis the groups are the other axes' settings (e.g. methods) and the colours
+    the pair sets; otherwise (or without other axes) the groups are ``x_axis``'s values. With
+    ``delta`` each bar is annotated with its change from the first group's bar of its colour.
+    """
+    others = [a for a in exp.group_axes if a != x_axis]
+    group_keys, bar_keys = (others, [x_axis]) if x_axis == PAIRS_AXIS and others else ([x_axis], others)
+    metrics = {m: label for m, label in exp.metrics().items() if finished(rows, m)}
+    if not metrics:
+        return None
+    drawn = summarise(rows, [*group_keys, *bar_keys], next(iter(metrics)))
+    groups_drawn = list(dict.fromkeys(k[: len(group_keys)] for k in drawn))
+    widest = max(len(line) for g in groups_drawn for line in _tick(group_keys, g).split("\n"))
+    per_group = max(0.6 * len(drawn) / len(groups_drawn), 0.09 * widest)  # inches: room for the bars and the tick label
+    colours = len(dict.fromkeys(k[len(group_keys):] for k in drawn))
+    fig, axes = _figure(len(metrics), panel_width=max(5.2, 1 + per_group * len(groups_drawn)), legend_entries=colours)
+    table, handles = [], []
+    for ax, (metric, label) in zip(axes, metrics.items()):
+        stats = summarise(rows, [*group_keys, *bar_keys], metric)
+        groups = list(dict.fromkeys(k[: len(group_keys)] for k in stats))
+        bars = list(dict.fromkeys(k[len(group_keys):] for k in stats))
+        width = 0.8 / len(bars)
+        for j, bar in enumerate(bars):
+            xs, means, stds = [], [], []
+            for i, group in enumerate(groups):
+                s = stats.get((*group, *bar))
+                if s is None:
+                    continue
+                xs.append(i + (j - (len(bars) - 1) / 2) * width)
+                means.append(s.mean)
+                stds.append(0.0 if math.isnan(s.std) else s.std)
+                first = stats.get((*groups[0], *bar))
+                change = s.mean - first.mean if delta and first else None
+                table.append({**_stat_row([*group_keys, *bar_keys], [*group, *bar], metric, s),
+                              **({"change_vs_first": change} if delta else {})})
+                note = f"{s.mean:.1f}" if change is None or i == 0 else f"{s.mean:.1f}\n({change:+.1f})"
+                ax.annotate(note, (xs[-1], s.mean + stds[-1]), ha="center", va="bottom", fontsize=8,
+                            xytext=(0, 2), textcoords="offset points")
+            handle = ax.bar(xs, means, width, yerr=stds, capsize=3, label=_label(bar_keys, bar), color=f"C{j}")
+            if ax is axes[0]:
+                handles.append(handle)
+        ax.set_xticks(range(len(groups)), [_tick(group_keys, g) for g in groups])
+        ax.set_xlabel(", ".join(group_keys))
+        ax.set_ylabel(label)
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.12)  # room for the annotations
+        ax.set_title(label, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    if bar_keys:
+        fig.legend(handles=handles, title=", ".join(bar_keys), loc="outside lower center", ncols=min(4, len(handles)))
+    fig.suptitle(f"{title} ({_spread_note(exp)})")
+    return _save(fig, table, out_dir, name)
+
+
+def _metric_lines(exp: ExperimentConfig, rows, x_column: str, across: str | None, points_of, out_dir: Path, name: str,
+                  title: str, xlabel: str) -> Path | None:
+    """Lines of every metric over x: ``points_of(row, metric)`` gives a run's (x, value) points.
+
+    One line per setting of the grid's axes other than the seed axis and the axis ``across``
+    (whose runs form one line); points are means over the runs that have them, with the standard
+    deviation as error bar. Made only when some line has two points or more.
+    """
+    keys = [a for a in exp.group_axes if a != across]
+    metrics = {m: label for m, label in exp.metrics().items() if finished(rows, m)}
+    series = {}
+    for metric in metrics:
+        lines: dict[tuple, dict[float, list[float]]] = {}
+        for row in finished(rows, metric):
+            for x, value in points_of(row, metric):
+                lines.setdefault(tuple(row[k] for k in keys), {}).setdefault(x, []).append(value)
+        series[metric] = lines
+    if not any(len(points) > 1 for lines in series.values() for points in lines.values()):
+        return None
+    fig, axes = _figure(len(metrics), legend_entries=max(len(lines) for lines in series.values()))
+    table = []
+    for ax, (metric, label) in zip(axes, metrics.items()):
+        for j, (line, points) in enumerate(series[metric].items()):
+            xs = sorted(points)
+            stats = [stats_of(points[x]) for x in xs]
+            stds = [0.0 if math.isnan(s.std) else s.std for s in stats]
+            ax.errorbar(xs, [s.mean for s in stats], yerr=stds, marker="o", capsize=3, color=f"C{j}",
+                        label=_label(keys, line))
+            table += [_stat_row([*keys, x_column], [*line, x], metric, s) for x, s in zip(xs, stats)]
+        ax.set_xlabel(xlabel)
+        xs = sorted({x for points in series[metric].values() for x in points})
+        if len(xs) <= 8:
+            ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if keys:
+        fig.legend(handles, labels, title=", ".join(keys), loc="outside lower center", ncols=min(4, len(handles)))
+    fig.suptitle(f"{title} ({_spread_note(exp)})")
+    return _save(fig, table, out_dir, name)
+
+
+def _logged_points(row: dict[str, str], metric: str) -> list[tuple[float, float]]:
+    """(epoch, value) of ``metric`` from the run's history (``knn.every``) and its results row (after the last epoch)."""
+    points = {}
+    history = Path(row["run_dir"]) / HISTORY
+    if history.exists():
+        with open(history, newline="") as f:
+            points = {float(h["epoch"]): float(h[metric]) for h in csv.DictReader(f) if h.get(metric)}
+    points[float(row["epochs"])] = float(row[metric])
+    return sorted(points.items())
+
+
+def accuracy_vs_epoch(exp: ExperimentConfig, rows, out_dir: Path) -> Path | None:
+    """Metrics over training epochs: values logged every ``knn.every`` epochs plus each run's final one."""
+    logged_during = any(len(_logged_points(r, m)) > 1 for m in exp.metrics() for r in finished(rows, m))
+    across = None if logged_during else EPOCHS_AXIS  # runs of different lengths are separate lines when curves exist
+    return _metric_lines(exp, rows, "epoch", across, _logged_points, out_dir, "accuracy_vs_epoch",
+                         "Accuracy over training", "epoch")
+
+
+def accuracy_vs_pairs_per_class(exp: ExperimentConfig, rows, out_dir: Path) -> Path | None:
+    """Metrics over the ``pairs.per_class`` axis (SP: two images per pair; matched AP: one)."""
+    return _metric_lines(exp, rows, PER_CLASS_AXIS, PER_CLASS_AXIS, lambda row, m: [(float(row[PER_CLASS_AXIS]), float(row[m]))],
+                         out_dir, "accuracy_vs_pairs_per_class", "Accuracy vs pairs per class",
+                         "pairs per class (pairs.per_class)")
+
+
+def pca_2d(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (N, D) projected on their first two principal components, and the fraction of variance each holds."""
+    centred = features.float() - features.float().mean(dim=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # pca_lowrank draws a random projection
+        _, _, v = torch.pca_lowrank(centred, q=min(12, *centred.shape), center=False, niter=8)
+    xy = centred @ v[:, :2]
+    return xy, xy.pow(2).sum(dim=0) / centred.pow(2).sum()
+
+
+def embedding_cells(exp: ExperimentConfig, cells: Sequence[Cell], rows) -> list[Cell]:
+    """The cells to map: ``exp.embedding``, else the first finished cell of each pair set (or the first finished cell)."""
+    done = {r["cell"] for r in finished(rows, "epochs")}
+    if exp.embedding is not None:
+        return [c for c in cells if c.id in exp.embedding and c.id in done]
+    firsts = {}
+    for c in cells:
+        if c.id in done:
+            firsts.setdefault(c.values.get(PAIRS_AXIS), c)
+    return list(firsts.values())
+
+
+def embedding_map(exp: ExperimentConfig, cells: Sequence[Cell], rows, out_dir: Path) -> Path | None:
+    """2-D PCA maps of the test-split backbone features of the chosen runs, coloured by class."""
+    chosen = [c for c in embedding_cells(exp, cells, rows) if c.config.data.test_split]
+    if not chosen:
+        return None
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    fig, axes = _figure(len(chosen), height=4.8)
+    table = []
+    for ax, cell in zip(axes, chosen):
+        method, cfg = load_method(cell.run_dir)
+        store = load_split(cfg.data, cfg.data.test_split, cfg.data.test_limit_per_class)
+        feats = extract_features(method.backbone.to(device), store.tensor(), cfg.data.size, cfg.augment.mean, cfg.augment.std,
+                                 batch_size=cfg.knn.batch_size)
+        xy, share = pca_2d(feats)
+        xy = xy.cpu().numpy()
+        n = len(store.class_names)
+        colours = colormaps["tab10"] if n <= 10 else colormaps["turbo"].resampled(n)
+        for k, name in enumerate(store.class_names):
+            pick = store.labels == k
+            ax.scatter(xy[pick, 0], xy[pick, 1], s=6, alpha=0.7, color=colours(k), label=name)
+        ax.set_xlabel(f"PC 1 ({100 * share[0]:.1f} % of variance)")
+        ax.set_ylabel(f"PC 2 ({100 * share[1]:.1f} % of variance)")
+        ax.set_title(textwrap.fill(cell.id, 45), fontsize=9)
+        table += [{"cell": cell.id, "image": i, "pc1": x, "pc2": y, "label": int(lab), "class": store.class_names[lab]}
+                  for i, ((x, y), lab) in enumerate(zip(xy.tolist(), store.labels))]
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="class", loc="outside right upper", markerscale=2.5)
+    fig.suptitle(f"PCA (linear, 2-D) of backbone features: {Path(cfg.data.dataset).name} split "
+                 f"{cfg.data.test_split}, {len(store)} images", fontsize=10)
+    return _save(fig, table, out_dir, "embedding_pca")
+
+
+def make_plots(exp: ExperimentConfig, cells: Sequence[Cell] | None = None, rows=None) -> list[Path]:
+    """Draw every plot the grid's axes support into ``<experiment>/plots/``; return the PNG paths."""
+    cells = cells if cells is not None else expand(exp)
+    rows = rows if rows is not None else grid_rows(exp, cells)
+    out = exp.directory / "plots"
+    made = []
+    if PAIRS_AXIS in exp.axes:
+        made.append(grouped_bars(exp, rows, PAIRS_AXIS, out, "pairs_bars", "Accuracy per pair set", delta=False))
+    if TRANSFORMS_AXIS in exp.axes:
+        first = exp.axes[TRANSFORMS_AXIS][0]
+        made.append(grouped_bars(exp, rows, TRANSFORMS_AXIS, out, "transforms",
+                                 f"Accuracy per augmentation preset, in brackets the change vs {first}", delta=True))
+    made.append(accuracy_vs_epoch(exp, rows, out))
+    if PER_CLASS_AXIS in exp.axes:
+        made.append(accuracy_vs_pairs_per_class(exp, rows, out))
+    made.append(embedding_map(exp, cells, rows, out))
+    return [p for p in made if p is not None]

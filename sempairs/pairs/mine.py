@@ -1,0 +1,144 @@
+"""The SePP-ID semantic sampler: embed a dataset with a pretrained encoder, mine nearest neighbours as pairs.
+
+The encoder is loaded by :func:`sempairs.eval.backbones.load_backbone`: a sempairs checkpoint
+(the run's backbone, resolution and normalisation) or a plain weights file of a torchvision
+ResNet or a timm model, whose architecture is named. Pairs
+are (anchor, neighbour) with the cosine similarity as score and ``source="mined"``; they may
+cross classes (their precision is measured by :mod:`sempairs.pairs.report`). Train on them with
+``pairs.add_files=[mined.csv]`` beside the augmented pairs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sempairs.data.store import ImageStore
+from sempairs.eval.features import extract_features
+from sempairs.pairs.pairset import PairSet
+from sempairs.pairs.search import Backend, knn_search, resolve_backend
+
+MINED = "mined"
+
+
+def embed(store: ImageStore, encoder: nn.Module, size: int | None, mean, std, device=None, batch_size: int = 256) -> torch.Tensor:
+    """L2-normalised float32 features (N, D) of every image of ``store`` on ``device`` (None: CUDA if available).
+
+    ``size`` is the encoder's input resolution (None: the images' own).
+    """
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    encoder = encoder.to(device)
+    feats = extract_features(encoder, store.tensor(), size or store.size, mean, std, batch_size, channels_last=device.type == "cuda")
+    return F.normalize(feats, dim=1)
+
+
+def choose_anchors(num_images: int, anchors=None, seed: int = 0) -> np.ndarray:
+    """Sorted anchor indices: all images (None), ``anchors`` drawn at random (an int, seeded), or the given indices."""
+    if anchors is None:
+        return np.arange(num_images, dtype=np.int64)
+    if isinstance(anchors, (int, np.integer)):
+        if not 0 < anchors <= num_images:
+            raise ValueError(f"anchors={anchors}: choose between 1 and the {num_images} images")
+        return np.sort(np.random.default_rng(seed).choice(num_images, size=int(anchors), replace=False)).astype(np.int64)
+    idx = np.unique(np.asarray(anchors, dtype=np.int64))
+    if len(idx) == 0 or idx[0] < 0 or idx[-1] >= num_images:
+        raise ValueError(f"anchor indices must be a non-empty list within 0..{num_images - 1}")
+    return idx
+
+
+def _neighbours(emb: torch.Tensor, queries: np.ndarray, k: int, depth: int, duplicate_threshold, backend):
+    """Each query's k nearest non-duplicate neighbours: (row, neighbour, score) arrays, and its near-duplicates."""
+    q = emb if len(queries) == len(emb) else emb[torch.from_numpy(queries).to(emb.device)]  # queries are sorted and unique
+    scores, idx = knn_search(q, emb, depth, True, backend, query_index=queries)
+    scores, idx = scores.cpu().numpy(), idx.cpu().numpy()
+    dup = scores >= duplicate_threshold if duplicate_threshold is not None else np.zeros(scores.shape, bool)
+    keep = ~dup & (np.cumsum(~dup, axis=1) <= k)
+    rows, cols = np.nonzero(keep)
+    drows, dcols = np.nonzero(dup)
+    return rows, idx[rows, cols], scores[rows, cols], (queries[drows], idx[drows, dcols])
+
+
+def _directed(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Keys of the directed relation "b is a neighbour of a"."""
+    return a * n + b
+
+
+def _unordered(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """Keys of unordered pairs {a, b}."""
+    return _directed(np.minimum(a, b), np.maximum(a, b), n)
+
+
+def mine_pairs(
+    embeddings,
+    k: int = 1,
+    threshold: float | None = None,
+    mutual: bool = False,
+    anchors=None,
+    duplicate_threshold: float | None = 0.99,
+    backend: Backend = "auto",
+    *,
+    seed: int = 0,
+    lookahead: int = 8,
+    meta: dict | None = None,
+) -> PairSet:
+    """Semantic pairs from nearest neighbours: each anchor with its ``k`` most cosine-similar images.
+
+    kNN(i) is the ``k`` nearest images of i other than itself and its near-duplicates (cosine
+    >= ``duplicate_threshold``; None: none), searched ``k + lookahead`` deep so that up to
+    ``lookahead`` near-duplicates can be skipped. A pair (i, j) is kept when its cosine is at
+    least ``threshold`` (None: any) and, with ``mutual``, when also i is in kNN(j). (i, j) and
+    (j, i) count once (anchor: the first anchor met, in index order). ``anchors``: None (every
+    image), a number drawn with ``seed``, or a list of indices. ``meta["counts"]`` holds, in
+    pipeline order: anchors, candidates (k per anchor), below_threshold, not_mutual, reversed_duplicates,
+    pairs, anchors_with_pair, near_duplicate_pairs (distinct, skipped), anchors_with_near_duplicate
+    and anchors_short (fewer than k candidates: more than ``lookahead`` near-duplicates).
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    emb = torch.as_tensor(embeddings).float()
+    n = len(emb)
+    anchor_idx = choose_anchors(n, anchors, seed)
+    depth = k + (lookahead if duplicate_threshold is not None else 0)
+    rows, pos, score, (dup_a, dup_b) = _neighbours(emb, anchor_idx, k, depth, duplicate_threshold, backend)
+    anc = anchor_idx[rows]
+    counts = {"anchors": len(anchor_idx), "candidates": len(anc)}
+
+    keep = np.ones(len(anc), bool) if threshold is None else score >= threshold
+    counts["below_threshold"] = int((~keep).sum())
+    if mutual:
+        knn_keys = _directed(anc, pos, n)
+        others = np.setdiff1d(pos[keep], anchor_idx)
+        if len(others):
+            o_rows, o_pos, _, _ = _neighbours(emb, others, k, depth, duplicate_threshold, backend)
+            knn_keys = np.union1d(knn_keys, _directed(others[o_rows], o_pos, n))
+        reciprocal = np.isin(_directed(pos, anc, n), knn_keys)
+        counts["not_mutual"] = int((keep & ~reciprocal).sum())
+        keep &= reciprocal
+    else:
+        counts["not_mutual"] = 0
+    anc, pos, score = anc[keep], pos[keep], score[keep]
+    _, first = np.unique(_unordered(anc, pos, n), return_index=True)
+    first.sort()
+    counts["reversed_duplicates"] = len(anc) - len(first)
+    anc, pos, score = anc[first], pos[first], score[first]
+    counts["pairs"] = len(anc)
+    counts["anchors_with_pair"] = int(np.isin(anchor_idx, np.concatenate([anc, pos])).sum())
+    counts["near_duplicate_pairs"] = len(np.unique(_unordered(dup_a, dup_b, n)))
+    counts["anchors_with_near_duplicate"] = len(np.unique(dup_a))
+    counts["anchors_short"] = int((np.bincount(rows, minlength=len(anchor_idx)) < min(k, n - 1)).sum())
+
+    rule = f"{'mutual ' if mutual else ''}top-{k} cosine neighbours"
+    if threshold is not None:
+        rule += f", cosine >= {threshold}"
+    if duplicate_threshold is not None:
+        rule += f", near-duplicates (cosine >= {duplicate_threshold}) skipped"
+    info = {
+        "builder": MINED, "rule": rule, "k": k, "threshold": threshold, "mutual": mutual,
+        "duplicate_threshold": duplicate_threshold, "lookahead": lookahead, "seed": seed,
+        "backend": resolve_backend(backend), "images": n, "counts": counts,
+    }
+    if anchors is not None:
+        info["anchor_indices"] = anchor_idx.tolist()
+    return PairSet.build(anc, pos, score=score, source=MINED, meta={**info, **(meta or {})})

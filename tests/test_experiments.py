@@ -1,0 +1,219 @@
+"""Experiment grids: cells and their ids, a resumable 2x2 grid with its results, report and plots, the shipped configs."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sempairs.cli import app
+from sempairs.config import ConfigError
+from sempairs.experiments import grid
+from sempairs.experiments.grid import ExperimentConfig, cell_dirname, expand, load_experiment, run_grid
+from sempairs.experiments.plots import make_plots, pca_2d
+from sempairs.experiments.report import write_report
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PUBLISHED = {"exp_method_comparison.yaml": 18, "exp_long_training.yaml": 12, "exp_transform_ablation.yaml": 18,
+             "exp_images_per_class.yaml": 12, "exp_sepp_id.yaml": 6}
+
+
+def tiny_base(zip_path) -> dict:
+    """A run config that trains in seconds on the tiny slice: 40 pairs, one step per epoch."""
+    return {"data": {"dataset": str(zip_path), "size": 16}, "pairs": {"per_class": 4},
+            "backbone": {"small_stem": False}, "optim": {"warmup_epochs": 0, "lr": 0.6},
+            "train": {"epochs": 2, "batch_size": 40, "log_every": 1}, "knn": {"k": 10, "every": 1}}
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_grid_resumes_after_a_kill_and_writes_results_report_and_plots(tiny_cifar_zip, tmp_path, monkeypatch):
+    exp = ExperimentConfig(name="grid", out_dir=str(tmp_path), base=tiny_base(tiny_cifar_zip),
+                           axes={"pairs": ["ap", "sp"], "train.seed": [0, 1]})
+    cells = expand(exp)
+    calls = []
+
+    def counting_train(cfg, resume=False, **kwargs):
+        calls.append((cfg.name, resume))
+        return real_train(cfg, resume=resume, **kwargs)
+
+    real_train = grid.train
+    monkeypatch.setattr(grid, "train", counting_train)
+    epochs = []
+
+    def kill_in_third_cell(epoch, metrics):
+        epochs.append(epoch)
+        if len(epochs) == 5:  # cells 1 and 2 trained 2 epochs each; cell 3 dies after its first
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_grid(exp, callbacks=[kill_in_third_cell], progress=False, log=lambda line: None)
+    assert [r["cell"] for r in read_csv(exp.results_path)] == ["pairs=ap,train.seed=0", "pairs=ap,train.seed=1"]
+    assert (cells[2].run_dir / "last.ckpt").exists()
+
+    calls.clear()
+    epochs.clear()
+    log = []
+    rows = run_grid(exp, callbacks=[lambda epoch, metrics: epochs.append(epoch)], progress=False, log=log.append)
+    assert calls == [(cells[2].run_dir.name, True), (cells[3].run_dir.name, False)]  # finished cells not retrained
+    assert epochs == [1, 0, 1]  # the killed cell resumed after its first epoch
+    assert "done, skipped" in log[0] and "done, skipped" in log[1]
+    assert read_csv(exp.results_path) == rows and [r["cell"] for r in rows] == [c.id for c in cells]
+    for row, cell in zip(rows, cells):
+        assert (row["pairs"], row["train.seed"]) == (cell.values["pairs"], cell.values["train.seed"])
+        assert row["epochs"] == "2" and row["num_pairs"] == "40" and row["error"] == "" and row["device"] == "cpu"
+        assert 0 <= float(row["knn_top1"]) <= float(row["knn_top5"]) <= 100 and float(row["images_per_s"]) > 0
+        assert Path(row["run_dir"]) == cell.run_dir and row["test_images"] == "100"
+
+    report = write_report(exp).read_text()
+    for metric in ("knn_top1", "knn_top5"):
+        for arm in ("ap", "sp"):
+            values = [float(r[metric]) for r in rows if r["pairs"] == arm]
+            assert f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}" in report
+    assert "Smoke scale" in report and "not self-supervised" in report and "`train.seed`" in report
+
+    plots = make_plots(exp)
+    assert {p.name for p in plots} == {"pairs_bars.png", "accuracy_vs_epoch.png", "embedding_pca.png"}
+    for png in plots:
+        assert png.read_bytes()[:4] == b"\x89PNG" and png.with_suffix(".csv").stat().st_size > 0
+    bars = read_csv(exp.directory / "plots" / "pairs_bars.csv")
+    assert len(bars) == 4
+    for bar in bars:
+        values = [float(r[bar["metric"]]) for r in rows if r["pairs"] == bar["pairs"]]
+        assert float(bar["mean"]) == pytest.approx(statistics.fmean(values))
+        assert float(bar["std"]) == pytest.approx(statistics.stdev(values)) and bar["n"] == "2"
+    curve = read_csv(exp.directory / "plots" / "accuracy_vs_epoch.csv")
+    assert {(c["pairs"], c["epoch"], c["n"]) for c in curve} == {(arm, e, "2") for arm in ("ap", "sp") for e in ("1.0", "2.0")}
+    pca = read_csv(exp.directory / "plots" / "embedding_pca.csv")
+    assert {p["cell"] for p in pca} == {cells[0].id, cells[2].id} and len(pca) == 200
+
+    calls.clear()
+    config = tmp_path / "grid.yaml"
+    config.write_text(yaml.safe_dump(exp.model_dump(mode="json")))
+    result = CliRunner().invoke(app, ["experiment", str(config)])
+    assert result.exit_code == 0, result.output
+    assert calls == [] and "report:" in result.output and "pairs_bars.png" in result.output
+    result = CliRunner().invoke(app, ["experiment", str(config), "--no-resume"])
+    assert result.exit_code == 2 and "already holds" in result.output
+
+
+def test_cell_ids_are_stable_readable_and_distinct(tmp_path):
+    axes = {"pairs": ["sp", "ap", "ap+sp", "curated:a/b.csv", "curated:a_b.csv"], "method.name": ["simclr", "byol"],
+            "train.seed": [0, 1]}
+    exp = ExperimentConfig(name="ids", out_dir=str(tmp_path), axes=axes)
+    cells = expand(exp)
+    assert len(cells) == 20 and cells[0].id == "pairs=sp,method.name=simclr,train.seed=0"
+    assert [c.id for c in cells] == [c.id for c in expand(ExperimentConfig(name="ids", out_dir=str(tmp_path), axes=axes))]
+    assert len({c.id for c in cells}) == len({c.run_dir for c in cells}) == 20
+    assert cells[0].run_dir == tmp_path / "ids" / "runs" / cells[0].id  # a safe id is its own directory name
+    assert all("/" not in c.run_dir.name and ":" not in c.run_dir.name for c in cells)
+    assert cell_dirname("pairs=curated:a/b.csv") != cell_dirname("pairs=curated:a_b.csv")
+
+
+def test_named_axes_map_to_run_settings(tmp_path):
+    exp = ExperimentConfig(name="named", out_dir=str(tmp_path), base={"pairs": {"per_class": 5}},
+                           axes={"pairs": ["ap", "sp", "ap+sp", "curated:c.csv", "ap+mined:m.csv"],
+                                 "transforms": ["simclr", "no_grayscale", "crop_only"]})
+    by_id = {c.id: c for c in expand(exp)}
+    pairs = {c.values["pairs"]: c.config.pairs for c in by_id.values()}
+    assert (pairs["ap"].source, pairs["ap"].per_class, pairs["ap"].add_files) == ("augmented", 5, [])
+    assert pairs["sp"].source == "labels"
+    both = by_id["pairs=ap+sp,transforms=simclr"]
+    assert both.config.pairs.source == "augmented" and both.config.pairs.add_files == [str(both.added_sp)]
+    assert both.added_sp.parent == both.run_dir
+    assert (pairs["curated:c.csv"].source, pairs["curated:c.csv"].file) == ("file", "c.csv")
+    assert (pairs["ap+mined:m.csv"].source, pairs["ap+mined:m.csv"].add_files) == ("augmented", ["m.csv"])
+    augment = {c.values["transforms"]: c.config.augment for c in by_id.values()}
+    assert augment["simclr"].grayscale_p == 0.2 and augment["no_grayscale"].grayscale_p == 0.0
+    assert augment["crop_only"].crop and augment["crop_only"].jitter_p == augment["crop_only"].flip_p == 0.0
+    for axes, message in [({"pairs": ["sp+ap"]}, "put ap first"), ({"pairs": ["xp"]}, "unknown term"),
+                          ({"transforms": ["sepia"]}, "unknown preset"),
+                          ({"pairs": ["ap"], "pairs.source": ["labels"]}, "another axis sets too"),
+                          ({"train.epochz": [1]}, "train.epochz: unknown key")]:
+        with pytest.raises(ConfigError, match=message):
+            expand(ExperimentConfig(name="bad", out_dir=str(tmp_path), axes=axes))
+    with pytest.raises(ValueError, match="repeats a value"):
+        ExperimentConfig(name="bad", axes={"train.seed": [0, 0]})
+
+
+def test_report_and_plots_from_results_alone(tmp_path):
+    """Transforms and pairs-per-class charts, missing and stopped runs, from a results.csv (no training)."""
+    exp = ExperimentConfig(name="synthetic", out_dir=str(tmp_path), embedding=[],
+                           axes={"transforms": ["simclr", "crop_only"], "pairs": ["ap", "sp"],
+                                 "pairs.per_class": [50, 157], "train.seed": [0, 1]})
+    cells = expand(exp)
+    rows = []
+    top1 = [10.0 + i for i in range(len(cells))]
+    for i, cell in enumerate(cells[:-1]):  # the last cell has not run
+        rows.append({"cell": cell.id, **cell.values, "epochs": "100", "num_pairs": "500", "knn_top1": top1[i],
+                     "knn_top5": top1[i] + 50, "seconds": "60", "run_dir": str(cell.run_dir), "error": ""})
+    rows[0].update(knn_top1="", knn_top5="", error="the loss became nan in epoch 3")
+    exp.directory.mkdir(parents=True)
+    grid.write_results(exp.results_path, rows)
+    report = write_report(exp).read_text()
+    assert "(n=1)" in report and "the loss became nan" in report and "1 of 16 cells have no results" in report
+    plots = make_plots(exp)
+    assert {p.name for p in plots} == {"pairs_bars.png", "transforms.png", "accuracy_vs_pairs_per_class.png"}
+    change = {(r["pairs"], r["pairs.per_class"], r["transforms"], r["metric"]): float(r["change_vs_first"])
+              for r in read_csv(exp.directory / "plots" / "transforms.csv")}
+    # cell index = 8 transforms + 4 pairs + 2 per_class + seed; sp/157/crop_only has only seed 0 (cell 14)
+    assert change[("sp", "157", "crop_only", "knn_top1")] == pytest.approx(top1[14] - (top1[6] + top1[7]) / 2)
+    assert change[("sp", "157", "simclr", "knn_top1")] == 0
+
+
+def test_pca_map_holds_the_variance_of_the_top_components():
+    import torch
+
+    x = torch.randn(500, 20) * torch.linspace(5, 0.1, 20)
+    xy, share = pca_2d(x)
+    exact = torch.linalg.svdvals(x - x.mean(0)) ** 2
+    assert xy.shape == (500, 2) and float(share.sum()) == pytest.approx(float(exact[:2].sum() / exact.sum()), rel=1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_published_comparison_configs_expand(name):
+    exp = load_experiment(CONFIGS / name)
+    cells = expand(exp)
+    assert len(cells) == PUBLISHED[name] and len({c.id for c in cells}) == len(cells)
+    text = (CONFIGS / name).read_text()
+    assert text.startswith("#") and "arXiv" in text and "CIFAR-10" in text
+    for cell in cells:
+        cfg = cell.config
+        assert (cfg.data.dataset, cfg.data.size, cfg.backbone.name) == ("cifar10", 32, "resnet18")
+        assert cfg.train.epochs >= 100 and cfg.train.batch_size == (250 if "images_per_class" in name else 512)
+
+
+def test_every_shipped_experiment_config_is_checked():
+    assert {p.name for p in CONFIGS.glob("exp_*.yaml")} == set(PUBLISHED)
+
+
+def test_base_may_be_a_run_yaml_beside_the_experiment(tmp_path):
+    (tmp_path / "run.yaml").write_text("train: {epochs: 7}\nmethod: {name: byol}\n")
+    (tmp_path / "exp.yaml").write_text(f"name: e\nout_dir: {tmp_path}\nbase: run.yaml\naxes: {{train.seed: [0, 1]}}\n")
+    cells = expand(load_experiment(tmp_path / "exp.yaml"))
+    assert [(c.config.train.epochs, c.config.method.name, c.config.train.seed) for c in cells] == [(7, "byol", 0), (7, "byol", 1)]
+    (tmp_path / "typo.yaml").write_text("name: e\naxis: {train.seed: [0]}\n")
+    with pytest.raises(ConfigError, match="axis: unknown key"):
+        load_experiment(tmp_path / "typo.yaml")
+
+
+def test_a_stopped_cell_is_recorded_and_not_retried(tiny_cifar_zip, tmp_path, monkeypatch):
+    exp = ExperimentConfig(name="stop", out_dir=str(tmp_path), base=tiny_base(tiny_cifar_zip),
+                           axes={"train.collapse_std": [100.0]})
+    [row] = run_grid(exp, progress=False, log=lambda line: None)
+    assert "collapsed" in row["error"] and row["knn_top1"] == ""
+    monkeypatch.setattr(grid, "train", lambda *a, **k: pytest.fail("a stopped cell was trained again"))
+    assert run_grid(exp, progress=False, log=lambda line: None) == [row]
+    report = write_report(exp).read_text()
+    assert "## Stopped runs" in report and "collapsed" in report
