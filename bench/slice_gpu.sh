@@ -6,7 +6,7 @@
 #
 #   On a GPU machine, from the repository root, with CIFAR-10 in $SEMPAIRS_DATA:
 #     bash bench/slice_gpu.sh [OUT_DIR]
-#   Results: OUT_DIR/{ap,sp}/knn.yaml and logs/metrics.csv (epoch/images_per_s).
+#   Results: OUT_DIR/{ap,sp}/knn.yaml and history.csv (images_per_s per epoch).
 set -euo pipefail
 out=${1:-runs/slice}
 run() { python3 -m sempairs.cli train configs/simclr_cifar10.yaml out_dir="$out" "$@" --resume; }
@@ -14,10 +14,10 @@ run name=ap pairs.source=augmented
 run name=sp pairs.source=labels
 for arm in ap sp; do
   echo "== $arm"; cat "$out/$arm/knn.yaml"
-  python3 - "$out/$arm/logs/metrics.csv" <<'PY'
+  python3 - "$out/$arm/history.csv" <<'PY'
 import csv, sys
-rows = [r for r in csv.DictReader(open(sys.argv[1])) if r.get("epoch/images_per_s")]
-speeds = sorted(float(r["epoch/images_per_s"]) for r in rows[1:]) or [float(rows[0]["epoch/images_per_s"])]
+rows = list(csv.DictReader(open(sys.argv[1])))
+speeds = sorted(float(r["images_per_s"]) for r in rows[1:]) or [float(rows[0]["images_per_s"])]
 print(f"epochs {len(rows)}  median img/s {speeds[len(speeds) // 2]:.0f}")
 PY
 done
