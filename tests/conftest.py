@@ -49,3 +49,14 @@ def isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SEMPAIRS_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("SEMPAIRS_DATA", raising=False)
     return tmp_path / "cache"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of many tiny ops, whose cost on a busy machine is mostly intra-op thread syncing."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -44,13 +44,7 @@ CIFAR = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse"
 QUICK_DETECTOR = {"rpn_post_nms_top_n_train": 100, "rpn_post_nms_top_n_test": 50, "box_batch_size_per_image": 32}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tests run many tiny ops, whose cost on a busy machine is mostly intra-op thread syncing."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def clusters(n_per_class: int, num_classes: int, dim: int, noise: float, seed: int):

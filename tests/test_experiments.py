@@ -6,20 +6,23 @@ import csv
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 from sempairs.cli import app
 from sempairs.config import ConfigError
+from sempairs.csvio import write_rows
 from sempairs.experiments import grid
 from sempairs.experiments.grid import ExperimentConfig, cell_dirname, expand, load_experiment, run_grid
-from sempairs.experiments.plots import make_plots, pca_2d
+from sempairs.experiments.plots import balanced_subset, make_plots
 from sempairs.experiments.report import write_report
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PUBLISHED = {"exp_method_comparison.yaml": 18, "exp_long_training.yaml": 12, "exp_transform_ablation.yaml": 18,
              "exp_images_per_class.yaml": 12, "exp_sepp_id.yaml": 6}
+SHORT = {"exp_methods_short.yaml": 8}  # not a published comparison: a short budget per method
 
 
 def tiny_base(zip_path) -> dict:
@@ -84,7 +87,7 @@ def test_grid_resumes_after_a_kill_and_writes_results_report_and_plots(tiny_cifa
     assert "Smoke scale" in report and "not self-supervised" in report and "`train.seed`" in report
 
     plots = make_plots(exp)
-    assert {p.name for p in plots} == {"pairs_bars.png", "accuracy_vs_epoch.png", "embedding_pca.png"}
+    assert {p.name for p in plots} == {"pairs_bars.png", "accuracy_vs_epoch.png", "embedding_tsne.png"}
     for png in plots:
         assert png.read_bytes()[:4] == b"\x89PNG" and png.with_suffix(".csv").stat().st_size > 0
     bars = read_csv(exp.directory / "plots" / "pairs_bars.csv")
@@ -95,8 +98,8 @@ def test_grid_resumes_after_a_kill_and_writes_results_report_and_plots(tiny_cifa
         assert float(bar["std"]) == pytest.approx(statistics.stdev(values)) and bar["n"] == "2"
     curve = read_csv(exp.directory / "plots" / "accuracy_vs_epoch.csv")
     assert {(c["pairs"], c["epoch"], c["n"]) for c in curve} == {(arm, e, "2") for arm in ("ap", "sp") for e in ("1.0", "2.0")}
-    pca = read_csv(exp.directory / "plots" / "embedding_pca.csv")
-    assert {p["cell"] for p in pca} == {cells[0].id, cells[2].id} and len(pca) == 200
+    tsne_map = read_csv(exp.directory / "plots" / "embedding_tsne.csv")
+    assert {p["cell"] for p in tsne_map} == {cells[0].id, cells[2].id} and len(tsne_map) == 200
 
     calls.clear()
     config = tmp_path / "grid.yaml"
@@ -160,7 +163,7 @@ def test_report_and_plots_from_results_alone(tmp_path):
                      "knn_top5": top1[i] + 50, "seconds": "60", "run_dir": str(cell.run_dir), "error": ""})
     rows[0].update(knn_top1="", knn_top5="", error="the loss became nan in epoch 3")
     exp.directory.mkdir(parents=True)
-    grid.write_results(exp.results_path, rows)
+    write_rows(exp.results_path, rows)
     report = write_report(exp).read_text()
     assert "(n=1)" in report and "the loss became nan" in report and "1 of 16 cells have no results" in report
     plots = make_plots(exp)
@@ -172,13 +175,12 @@ def test_report_and_plots_from_results_alone(tmp_path):
     assert change[("sp", "157", "simclr", "knn_top1")] == 0
 
 
-def test_pca_map_holds_the_variance_of_the_top_components():
-    import torch
-
-    x = torch.randn(500, 20) * torch.linspace(5, 0.1, 20)
-    xy, share = pca_2d(x)
-    exact = torch.linalg.svdvals(x - x.mean(0)) ** 2
-    assert xy.shape == (500, 2) and float(share.sum()) == pytest.approx(float(exact[:2].sum() / exact.sum()), rel=1e-3)
+def test_map_subset_is_class_balanced():
+    labels = np.repeat(np.arange(4), [50, 3, 50, 50])
+    picked = balanced_subset(labels, 40)
+    assert np.all(np.diff(picked) > 0)
+    assert np.bincount(labels[picked]).tolist() == [10, 3, 10, 10]
+    assert picked[:10].tolist() == list(range(10))
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
@@ -195,7 +197,13 @@ def test_published_comparison_configs_expand(name):
 
 
 def test_every_shipped_experiment_config_is_checked():
-    assert {p.name for p in CONFIGS.glob("exp_*.yaml")} == set(PUBLISHED)
+    assert {p.name for p in CONFIGS.glob("exp_*.yaml")} == set(PUBLISHED) | set(SHORT)
+
+
+@pytest.mark.parametrize("name", sorted(SHORT))
+def test_short_budget_configs_expand(name):
+    cells = expand(load_experiment(CONFIGS / name))
+    assert len(cells) == SHORT[name] and len({c.config.method.name for c in cells}) == len(cells)
 
 
 def test_base_may_be_a_run_yaml_beside_the_experiment(tmp_path):

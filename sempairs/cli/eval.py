@@ -2,7 +2,9 @@
 
 Every command writes its results as JSON to ``<run_dir>/eval/<protocol>.json`` (for a checkpoint
 other than ``last.ckpt``: ``<run_dir>/eval/<checkpoint stem>-<protocol>.json``; ``--out``
-overrides) and prints a table. ``knn`` also keeps writing ``knn.json`` beside the checkpoint.
+overrides) and prints a table. ``knn`` also keeps writing ``knn.json`` beside the checkpoint;
+``shift`` also writes a heat-map (PNG, with the CSV of its numbers) beside its JSON, and
+``shift-compare`` plots several ``shift`` results side by side.
 Features are cached in ``features/`` beside the checkpoint.
 """
 
@@ -65,10 +67,15 @@ def _root(loaded, root: Optional[str]) -> Optional[str]:
     return root if root is not None or loaded.config is None else loaded.config.data.root
 
 
+def _result_path(checkpoint: Path, protocol: str) -> Path:
+    """Where a protocol's results on the checkpoint file ``checkpoint`` go by default."""
+    name = protocol if checkpoint.name == "last.ckpt" else f"{checkpoint.stem}-{protocol}"
+    return checkpoint.parent / "eval" / f"{name}.json"
+
+
 def _write(loaded, protocol: str, result: dict, out: Optional[Path]) -> Path:
     if out is None:
-        name = protocol if loaded.path.name == "last.ckpt" else f"{loaded.path.stem}-{protocol}"
-        out = loaded.path.parent / "eval" / f"{name}.json"
+        out = _result_path(loaded.path, protocol)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"checkpoint": str(loaded.path), "protocol": protocol, **result}, indent=2))
     return out
@@ -301,3 +308,106 @@ def eval_invariance(
     keys = list(next(iter(result.values())))
     _table(f"invariance (mean cosine similarity, {len(images)} images)", ["probe", *keys],
            [[name, *(f"{per[key]:.4f}" for key in keys)] for name, per in result.items()], path)
+
+
+SHIFT_SUMMARY = ("clean", "mean_corruption", "drop", "occlusion")
+
+
+def _or_dash(value):
+    return "-" if value is None else value
+
+
+def _run_name(checkpoint: Path) -> str:
+    """A checkpoint's short name: its run directory for ``last.ckpt``, else its file stem."""
+    return checkpoint.parent.name if checkpoint.name == "last.ckpt" else checkpoint.stem
+
+
+def _shift_json(path: Path) -> Path:
+    """The shift results of ``path``: a JSON file, a run directory (its last.ckpt) or a checkpoint file."""
+    if path.suffix == ".json":
+        return path
+    return _result_path(path / "last.ckpt" if path.is_dir() else path, "shift")
+
+
+@app.command("shift")
+def eval_shift(
+    checkpoint: Path = CheckpointArg,
+    data: Optional[str] = DataOpt,
+    corruption: Optional[list[str]] = typer.Option(None, help="Corruptions (repeatable; default all 15 of CIFAR-10-C "
+                                                              "and occlusion)."),
+    severity: Optional[list[int]] = typer.Option(None, help="Severities 1..5 (repeatable; default all)."),
+    limit: Optional[int] = typer.Option(None, help="Test images used: a seeded random subset (default all)."),
+    k: int = typer.Option(200, help="kNN neighbours."),
+    temperature: float = typer.Option(0.1, help="kNN vote temperature."),
+    linear: bool = typer.Option(True, "--linear/--no-linear", help="Also score a linear probe (fit once on clean "
+                                                                   "train features)."),
+    l2: Optional[float] = L2Opt,
+    seed: int = typer.Option(0, help="Seed of the corruptions and of the test subset."),
+    cache: bool = typer.Option(True, "--cache/--no-cache", help="Keep the corrupted test sets in the dataset cache."),
+    train_split: str = typer.Option("train", help="Split of the kNN memory and the probe."),
+    test_split: str = typer.Option("test", help="Split that is corrupted."),
+    arch: Optional[str] = ArchOpt,
+    root: Optional[str] = RootOpt,
+    download: bool = DownloadOpt,
+    device: str = DeviceOpt,
+    out: Optional[Path] = OutOpt,
+) -> None:
+    """Accuracy under corruption shift (CIFAR-10-C protocol + occlusion): per corruption x severity, mean, drop."""
+    from rich.progress import Progress
+
+    from sempairs.eval.corruptions import SEVERITIES
+    from sempairs.eval.shift import shift_evaluate
+    from sempairs.eval.shift_plots import shift_heatmap
+
+    loaded = _backbone(checkpoint, arch, device)
+    dataset, root = _dataset(loaded, data), _root(loaded, root)
+    train, test = (load(dataset, split, root, download, loaded.size) for split in (train_split, test_split))
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("corrupted test sets", total=None)
+        result = _guard(shift_evaluate, loaded, train, test, corruptions=corruption, severities=severity or SEVERITIES,
+                        limit=limit, seed=seed, knn_k=k, knn_temperature=temperature, linear=linear, l2=l2,
+                        use_cache=cache, on_set=lambda done, total, label: bar.update(
+                            task, completed=done, total=total, description=f"corrupted test sets ({label})"))
+    path = _write(loaded, "shift", {"dataset": dataset, "split": test_split, **result}, out)
+    png = shift_heatmap(result, path.parent, path.stem, f"Accuracy under corruption: {_run_name(loaded.path)} on "
+                        f"{dataset} {test_split} ({result['test_images']} images, seed {seed})")
+    metrics = [m for m in ("knn", "linear") if f"{m}_top1" in result["clean"]]
+    severities = result["severities"]
+    rows = [["clean", *([""] * len(severities)), *(result["clean"][f"{m}_top1"] for m in metrics)]]
+    for name, means in result["per_corruption"].items():
+        by_severity = {r["severity"]: r["knn_top1"] for r in result["rows"] if r["corruption"] == name}
+        rows.append([name, *(by_severity[s] for s in severities), *(means[f"{m}_top1"] for m in metrics)])
+    _table(f"kNN top-1 % per severity, and means over severities ({result['test_images']} {test_split} images)",
+           ["corruption", *(f"s{s}" for s in severities), *(f"mean {m} %" for m in metrics)], rows)
+    summary = result["summary"]
+    _table(f"summary (mean over {len(result['corruptions_in_mean'])} CIFAR-10-C corruptions x {len(severities)} "
+           "severities; drop = clean - mean, in points)",
+           ["classifier", "clean %", "mean corrupted %", "drop", "occlusion %"],
+           [[m, *(_or_dash(summary[f"{m}_{key}"]) for key in SHIFT_SUMMARY)] for m in metrics], path)
+    console.print(f"heat-map: {png} (numbers: {png.with_suffix('.csv')})")
+
+
+@app.command("shift-compare")
+def eval_shift_compare(
+    results: list[Path] = typer.Argument(..., help="Shift results: eval/shift.json files, run directories or checkpoints."),
+    out: Path = typer.Option(..., help="Folder for shift_compare.png and shift_compare.csv."),
+    label: Optional[list[str]] = typer.Option(None, help="Legend labels, one per result (default: the run names)."),
+    metric: str = typer.Option("knn", help="knn | linear"),
+) -> None:
+    """Grouped bars of several checkpoints' accuracy per corruption (from their ``eval shift`` results)."""
+    from sempairs.eval.shift_plots import shift_comparison
+
+    files = [_shift_json(p) for p in results]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        fail(f"no shift results at {', '.join(missing)}. Fix: run sempairs eval shift on those checkpoints first")
+    if label and len(label) != len(files):
+        fail(f"give one --label per result ({len(files)}), got {len(label)}")
+    loaded = [json.loads(f.read_text()) for f in files]
+    names = label or [_run_name(Path(r["checkpoint"])) if "checkpoint" in r else f.stem for r, f in zip(loaded, files)]
+    if len(set(names)) < len(names):
+        names = [str(f) for f in files]
+    png = _guard(shift_comparison, loaded, names, out, metric)
+    rows = [[n, *(_or_dash(r["summary"].get(f"{metric}_{key}")) for key in SHIFT_SUMMARY)] for n, r in zip(names, loaded)]
+    _table(f"{metric} top-1 % under corruption", ["checkpoint", "clean %", "mean corrupted %", "drop", "occlusion %"], rows)
+    console.print(f"plot: {png} (numbers: {png.with_suffix('.csv')})")

@@ -16,7 +16,7 @@ one of two named axes:
     ``no_grayscale``, ``crop_only``, ...) applied over the base's ``augment`` section.
 
 Everything lives in ``<out_dir>/<name>/``: ``runs/<cell>/`` (each cell's run), ``results.csv``,
-``report.md`` and ``plots/``; each run also gets ``history.csv``, its metrics per epoch. ``run_grid`` trains the cells one after the other, resumes a
+``report.md`` and ``plots/``; each run's ``history.csv`` holds its metrics per epoch. ``run_grid`` trains the cells one after the other, resumes a
 half-trained cell from its checkpoint, skips cells whose results row exists, and rewrites
 ``results.csv`` atomically after each cell, so a killed grid continues where it stopped.
 """
@@ -28,7 +28,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,8 +40,10 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from sempairs.augment.pipeline import PRESETS
+from sempairs.csvio import write_rows
 from sempairs.config import ConfigError, PairsConfig, RunConfig, _describe, load_config
-from sempairs.train import TrainingStopped, TrainResult, train
+from sempairs.experiments.evaluators import EVALUATORS
+from sempairs.train import TrainingStopped, train
 from sempairs.train.checkpoint import LAST
 from sempairs.train.data import build_pairs, load_split
 from sempairs.train.loop import resolve_precision
@@ -52,48 +53,9 @@ PAIR_TERMS = ("ap", "sp")
 PAIR_FILE_KINDS = ("curated", "mined")
 ADDED_SP_FILE = "added_sp_pairs.csv"
 RESULTS = "results.csv"
-# Per-epoch metrics of a cell's run, from the checkpointed history (complete across resumes, unlike
-# logs/metrics.csv, which a resumed run starts afresh).
-HISTORY = "history.csv"
 # Columns of every results row, in order: cell, the axes, RUN_COLUMNS, the metrics, COST_COLUMNS, other values.
 RUN_COLUMNS = ("epochs", "num_pairs")
 COST_COLUMNS = ("final_loss", "images_per_s", "seconds", "device", "precision", "run_dir", "error")
-
-
-# ----------------------------------------------------------------------------- evaluators
-
-
-@dataclass(frozen=True)
-class Evaluator:
-    """A named evaluation of a trained cell.
-
-    ``fn(result, cfg)`` returns a row's values: the ``metrics`` (column -> label for tables and
-    plots, higher is better) and any other columns worth keeping (e.g. the protocol's settings).
-    """
-
-    metrics: dict[str, str]
-    fn: Callable[[TrainResult, RunConfig], dict[str, Any]]
-
-
-EVALUATORS: dict[str, Evaluator] = {}
-
-
-def register_evaluator(name: str, metrics: dict[str, str]):
-    """Decorator: register ``fn(result, cfg) -> dict`` as the evaluation ``name`` with these metric columns."""
-
-    def decorate(fn):
-        EVALUATORS[name] = Evaluator(metrics, fn)
-        return fn
-
-    return decorate
-
-
-@register_evaluator("knn", {"knn_top1": "kNN top-1 accuracy (%)", "knn_top5": "kNN top-5 accuracy (%)"})
-def knn_of_training(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
-    """The kNN accuracy the training loop measured on the test split after the last epoch."""
-    if result.knn is None:
-        raise ValueError(f"{cfg.run_dir}: no kNN result (data.test_split={cfg.data.test_split!r} or the data has no labels)")
-    return dict(result.knn)
 
 
 # ----------------------------------------------------------------------------- config
@@ -284,6 +246,11 @@ def expand(exp: ExperimentConfig) -> list[Cell]:
             cfg = load_config(base_path, overrides, base_tree)
         except ConfigError as exc:
             raise ConfigError(f"cell {cell_id}: {exc}") from None
+        for name in exp.evaluations:
+            requires = EVALUATORS[name].requires
+            problem = requires(cfg) if requires is not None else None
+            if problem:
+                raise ConfigError(f"cell {cell_id}: evaluation {name!r} cannot run: {problem}")
         cells.append(Cell(cell_id, values, cfg, added_sp))
     unknown = sorted(set(exp.embedding or ()) - {c.id for c in cells})
     if unknown:
@@ -306,17 +273,6 @@ def grid_rows(exp: ExperimentConfig, cells: Sequence[Cell] | None = None) -> lis
     """The results rows of the grid's cells, in grid order (rows of cells no longer in the grid left out)."""
     rows = read_results(exp.results_path)
     return [rows[c.id] for c in (cells if cells is not None else expand(exp)) if c.id in rows]
-
-
-def write_results(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write all rows to ``path`` atomically (a temporary file renamed over it); columns in first-seen order."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def is_done(row: dict[str, str] | None, cell: Cell, metrics: Sequence[str]) -> bool:
@@ -365,8 +321,6 @@ def run_cell(exp: ExperimentConfig, cell: Cell, callbacks: Sequence[Callable[[in
         row["error"] = str(exc)
         return {k: str(v) for k, v in row.items()}
     history = result.history
-    if _writes_files():
-        write_results(cell.run_dir / HISTORY, history)
     seconds = sum(h["seconds"] for h in history)
     row.update({"epochs": history[-1]["epoch"], "num_pairs": result.pairs, "final_loss": history[-1]["loss"],
                 "images_per_s": sum(h["images_per_s"] * h["seconds"] for h in history) / seconds, "seconds": seconds})
@@ -410,5 +364,5 @@ def run_grid(
             log(f"[{i}/{len(cells)}] {cell.id} stopped: {rows[cell.id]['error']}")
         order = [c.id for c in cells if c.id in rows] + [k for k in rows if k not in {c.id for c in cells}]
         if _writes_files():
-            write_results(exp.results_path, [rows[k] for k in order])
+            write_rows(exp.results_path, [rows[k] for k in order])
     return [rows[c.id] for c in cells if c.id in rows]

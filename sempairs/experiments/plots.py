@@ -4,7 +4,10 @@
 - ``transforms``: every metric per augmentation preset (``transforms`` axis), change vs the first preset.
 - ``accuracy_vs_epoch``: metrics measured during training (``knn.every``, the run's ``history.csv``) and after it.
 - ``accuracy_vs_pairs_per_class``: metrics over the ``pairs.per_class`` axis.
-- ``embedding_pca``: test-split backbone features of chosen runs projected on their first two principal components.
+- ``embedding_tsne``: t-SNE maps (:mod:`sempairs.experiments.tsne`) of the test-split backbone
+  features of chosen runs, on a class-balanced subset of at most ``MAP_POINTS`` images, coloured by class.
+- ``pairs_<file>.calibration``: for each pair file of a ``mined:``/``curated:`` term of the
+  ``pairs`` axis, precision vs similarity score and threshold (:mod:`sempairs.pairs.report`).
 
 Bars and points are means over the seed axis; error bars are the sample standard deviation.
 """
@@ -23,13 +26,26 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from sempairs.csvio import write_rows
 from sempairs.eval.features import extract_features
-from sempairs.experiments.grid import HISTORY, PAIRS_AXIS, TRANSFORMS_AXIS, Cell, ExperimentConfig, expand, grid_rows
+from sempairs.experiments.grid import (
+    PAIR_FILE_KINDS,
+    PAIRS_AXIS,
+    TRANSFORMS_AXIS,
+    Cell,
+    ExperimentConfig,
+    expand,
+    grid_rows,
+    split_pair_terms,
+)
+from sempairs.experiments.tsne import tsne
 from sempairs.experiments.report import Stats, finished, seed_count, stats_of, summarise
 from sempairs.train.checkpoint import load_method
 from sempairs.train.data import load_split
+from sempairs.train.loop import HISTORY
 
 EPOCHS_AXIS, PER_CLASS_AXIS = "train.epochs", "pairs.per_class"
+MAP_POINTS = 2000  # images per t-SNE map: exact t-SNE is O(N^2) per iteration
 
 
 def _label(keys: Sequence[str], values: Sequence[str], sep: str = ", ") -> str:
@@ -50,13 +66,10 @@ def _figure(panels: int, panel_width: float = 5.2, height: float = 4.2, legend_e
     return fig, list(np.atleast_1d(fig.subplots(1, panels)))
 
 
-def _save(fig: Figure, table: list[dict], out_dir: Path, name: str) -> Path:
+def save_plot(fig: Figure, table: list[dict], out_dir: Path, name: str) -> Path:
     """Write ``<name>.png`` and ``<name>.csv`` (the numbers drawn) to ``out_dir``; return the PNG's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / f"{name}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in table for k in row)))
-        writer.writeheader()
-        writer.writerows(table)
+    write_rows(out_dir / f"{name}.csv", table)
     png = out_dir / f"{name}.png"
     fig.savefig(png, dpi=120)
     return png
@@ -123,7 +136,7 @@ def grouped_bars(exp: ExperimentConfig, rows, x_axis: str, out_dir: Path, name: 
     if bar_keys:
         fig.legend(handles=handles, title=", ".join(bar_keys), loc="outside lower center", ncols=min(4, len(handles)))
     fig.suptitle(f"{title} ({_spread_note(exp)})")
-    return _save(fig, table, out_dir, name)
+    return save_plot(fig, table, out_dir, name)
 
 
 def _metric_lines(exp: ExperimentConfig, rows, x_column: str, across: str | None, points_of, out_dir: Path, name: str,
@@ -168,7 +181,7 @@ def _metric_lines(exp: ExperimentConfig, rows, x_column: str, across: str | None
     if keys:
         fig.legend(handles, labels, title=", ".join(keys), loc="outside lower center", ncols=min(4, len(handles)))
     fig.suptitle(f"{title} ({_spread_note(exp)})")
-    return _save(fig, table, out_dir, name)
+    return save_plot(fig, table, out_dir, name)
 
 
 def _logged_points(row: dict[str, str], metric: str) -> list[tuple[float, float]]:
@@ -197,14 +210,11 @@ def accuracy_vs_pairs_per_class(exp: ExperimentConfig, rows, out_dir: Path) -> P
                          "pairs per class (pairs.per_class)")
 
 
-def pca_2d(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features (N, D) projected on their first two principal components, and the fraction of variance each holds."""
-    centred = features.float() - features.float().mean(dim=0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)  # pca_lowrank draws a random projection
-        _, _, v = torch.pca_lowrank(centred, q=min(12, *centred.shape), center=False, niter=8)
-    xy = centred @ v[:, :2]
-    return xy, xy.pow(2).sum(dim=0) / centred.pow(2).sum()
+def balanced_subset(labels: np.ndarray, limit: int) -> np.ndarray:
+    """Sorted indices of at most ``limit`` images, the first ones of each class, as many per class as fit."""
+    classes = np.unique(labels)
+    per_class = max(1, limit // len(classes))
+    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in classes]))
 
 
 def embedding_cells(exp: ExperimentConfig, cells: Sequence[Cell], rows) -> list[Cell]:
@@ -220,7 +230,7 @@ def embedding_cells(exp: ExperimentConfig, cells: Sequence[Cell], rows) -> list[
 
 
 def embedding_map(exp: ExperimentConfig, cells: Sequence[Cell], rows, out_dir: Path) -> Path | None:
-    """2-D PCA maps of the test-split backbone features of the chosen runs, coloured by class."""
+    """t-SNE maps of the test-split backbone features of the chosen runs, coloured by class."""
     chosen = [c for c in embedding_cells(exp, cells, rows) if c.config.data.test_split]
     if not chosen:
         return None
@@ -230,25 +240,44 @@ def embedding_map(exp: ExperimentConfig, cells: Sequence[Cell], rows, out_dir: P
     for ax, cell in zip(axes, chosen):
         method, cfg = load_method(cell.run_dir)
         store = load_split(cfg.data, cfg.data.test_split, cfg.data.test_limit_per_class)
+        store = store.subset(balanced_subset(store.labels, MAP_POINTS))
         feats = extract_features(method.backbone.to(device), store.tensor(), cfg.data.size, cfg.augment.mean, cfg.augment.std,
                                  batch_size=cfg.knn.batch_size)
-        xy, share = pca_2d(feats)
-        xy = xy.cpu().numpy()
+        xy = tsne(feats).cpu().numpy()
         n = len(store.class_names)
         colours = colormaps["tab10"] if n <= 10 else colormaps["turbo"].resampled(n)
         for k, name in enumerate(store.class_names):
             pick = store.labels == k
             ax.scatter(xy[pick, 0], xy[pick, 1], s=6, alpha=0.7, color=colours(k), label=name)
-        ax.set_xlabel(f"PC 1 ({100 * share[0]:.1f} % of variance)")
-        ax.set_ylabel(f"PC 2 ({100 * share[1]:.1f} % of variance)")
+        ax.set(xlabel="t-SNE 1", ylabel="t-SNE 2", xticks=[], yticks=[])
         ax.set_title(textwrap.fill(cell.id, 45), fontsize=9)
-        table += [{"cell": cell.id, "image": i, "pc1": x, "pc2": y, "label": int(lab), "class": store.class_names[lab]}
-                  for i, ((x, y), lab) in enumerate(zip(xy.tolist(), store.labels))]
+        table += [{"cell": cell.id, "image": image_id, "tsne1": x, "tsne2": y, "label": int(lab), "class": store.class_names[lab]}
+                  for image_id, (x, y), lab in zip(store.ids, xy.tolist(), store.labels)]
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, title="class", loc="outside right upper", markerscale=2.5)
-    fig.suptitle(f"PCA (linear, 2-D) of backbone features: {Path(cfg.data.dataset).name} split "
-                 f"{cfg.data.test_split}, {len(store)} images", fontsize=10)
-    return _save(fig, table, out_dir, "embedding_pca")
+    fig.suptitle(f"t-SNE (perplexity 30) of backbone features: {Path(cfg.data.dataset).name} split "
+                 f"{cfg.data.test_split}, {len(store)} images (class-balanced)", fontsize=10)
+    return save_plot(fig, table, out_dir, "embedding_tsne")
+
+
+def pair_file_calibrations(exp: ExperimentConfig, out_dir: Path) -> list[Path]:
+    """Precision-vs-score plots of the pair files named in the ``pairs`` axis that have scores (mined pairs)."""
+    from sempairs.pairs import load_pairs
+    from sempairs.pairs.report import plot_calibration, precision_report
+
+    files = dict.fromkeys(Path(term.split(":", 1)[1]) for value in exp.axes.get(PAIRS_AXIS, [])
+                          for term in split_pair_terms(str(value)) if term.split(":", 1)[0] in PAIR_FILE_KINDS)
+    made = []
+    cfg = expand(exp)[0].config
+    for file in files:
+        store = load_split(cfg.data, cfg.data.split, cfg.data.limit_per_class)  # the images the runs train on
+        if not file.exists() or store.labels is None:
+            continue
+        report = precision_report(load_pairs(file, store), store.labels, store.class_names)
+        if not report["calibration"]:  # no score column: nothing to calibrate
+            continue
+        made.append(plot_calibration(report, out_dir / f"pairs_{file.stem}.calibration.png", title=file.name)[0])
+    return made
 
 
 def make_plots(exp: ExperimentConfig, cells: Sequence[Cell] | None = None, rows=None) -> list[Path]:
@@ -267,4 +296,5 @@ def make_plots(exp: ExperimentConfig, cells: Sequence[Cell] | None = None, rows=
     if PER_CLASS_AXIS in exp.axes:
         made.append(accuracy_vs_pairs_per_class(exp, rows, out))
     made.append(embedding_map(exp, cells, rows, out))
+    made += pair_file_calibrations(exp, out)
     return [p for p in made if p is not None]
