@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -18,7 +19,13 @@ class Strict(BaseModel):
 
 
 class DataConfig(Strict):
-    """The dataset to pretrain on (and to evaluate kNN on: its ``test_split``)."""
+    """The dataset to pretrain on (and to evaluate kNN on: its ``test_split``).
+
+    ``memory``: how the cached uint8 images are opened. ``ram`` reads them into memory; ``mmap``
+    maps the cache file and training reads each batch from it with ``train.loader_workers``
+    DataLoader processes (for stores larger than RAM); ``auto`` maps a file larger than a share of
+    the available RAM (see ``sempairs.data.cache.opens_mapped``).
+    """
 
     dataset: str = "cifar10"
     root: str | None = None
@@ -29,6 +36,7 @@ class DataConfig(Strict):
     classes: list[str] | None = None
     limit_per_class: int | None = Field(None, gt=0)
     test_limit_per_class: int | None = Field(None, gt=0)
+    memory: Literal["auto", "ram", "mmap"] = "auto"
 
 
 class PairsConfig(Strict):
@@ -67,7 +75,9 @@ class TrainSettings(Strict):
     """How long, how big, on what hardware, how often to save.
 
     ``compile`` runs the backbone through torch.compile; ``data_on_device`` keeps the uint8 images
-    on the GPU (None: when they take at most a quarter of its free memory).
+    of an in-RAM store on the GPU (None: when they take at most a quarter of its free memory).
+    ``loader_workers``: DataLoader processes reading a memory-mapped store (``data.memory``; None:
+    min(8, CPU count)); in-RAM stores use none.
     """
 
     epochs: int = Field(100, gt=0)
@@ -81,9 +91,15 @@ class TrainSettings(Strict):
     channels_last: bool = True
     compile: bool = False
     data_on_device: bool | None = None
+    loader_workers: int | None = Field(None, ge=0)
     checkpoint_every: int = Field(10, gt=0)
     log_every: int = Field(50, gt=0)
     collapse_std: float = Field(0.01, ge=0)
+
+    @property
+    def workers(self) -> int:
+        """``loader_workers``, or min(8, CPU count) when it is None."""
+        return self.loader_workers if self.loader_workers is not None else min(8, os.cpu_count() or 1)
 
 
 class KnnConfig(Strict):
@@ -132,6 +148,19 @@ class RunConfig(Strict):
             self.augment = self.augment.model_copy(update={"size": self.data.size})
         return self
 
+    @model_validator(mode="after")
+    def _local_crops_usable(self):
+        crops, method = self.augment.local_crops, self.method.name
+        if crops and not METHODS[method].supports_local_crops:
+            able = ", ".join(sorted(name for name, cls in METHODS.items() if cls.supports_local_crops))
+            raise ValueError(f"augment.local_crops={crops}: method {method} trains on two views; set "
+                             f"augment.local_crops=0 or use a method that trains on local crops ({able})")
+        size, patch = self.augment.local_crop_size, self.backbone.patch_size
+        if crops and self.backbone.name.startswith("vit") and size % patch:
+            raise ValueError(f"augment.local_size={size} is not a multiple of backbone.patch_size={patch}: "
+                             f"set augment.local_size to a multiple of {patch}")
+        return self
+
     @property
     def run_dir(self) -> Path:
         return Path(self.out_dir) / self.name
@@ -174,7 +203,9 @@ def _describe(err: ValidationError, source: str) -> str:
     lines = [f"invalid configuration ({source}):"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
-        if e["type"] == "extra_forbidden":
+        if not key:  # a check across sections: its message names the keys
+            lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
+        elif e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key")
         else:
             lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")

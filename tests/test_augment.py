@@ -274,8 +274,28 @@ def test_presets():
     assert crop_only.crop and crop_only.flip_p == crop_only.jitter_p == crop_only.grayscale_p == 0
     assert preset("no_grayscale").grayscale_p == 0 and preset("no_grayscale").jitter_p == 0.8
     assert preset("simclr", size=96).size == 96
-    with pytest.raises(ValueError, match="valid: byol_view1, byol_view2, crop_only, no_grayscale, simclr"):
+    multi = preset("dino_multicrop")  # DINO's main_dino.py: 8 local crops, scales (0.4, 1) / (0.05, 0.4)
+    assert (multi.local_crops, multi.crop_scale, multi.local_scale) == (8, (0.4, 1.0), (0.05, 0.4))
+    assert (multi.brightness, multi.contrast, multi.saturation, multi.hue) == (0.4, 0.4, 0.2, 0.1)
+    with pytest.raises(ValueError, match="valid: byol_view1, byol_view2, crop_only, dino_multicrop, no_grayscale, simclr"):
         preset("simclr_v3")
+
+
+@pytest.mark.parametrize("size,local", [(16, 8), (32, 16), (64, 32), (96, 48), (224, 96)])
+def test_default_local_size_is_dinos_ratio_rounded_up_to_8(size, local):
+    assert AugmentConfig(size=size).local_crop_size == local
+    assert local % 8 == 0 and local >= size * 96 / 224
+
+
+def test_local_view_is_the_same_pipeline_at_the_local_size_and_scale():
+    cfg = preset("byol_view2", size=64, blur_kernel=9, local_crops=4, local_scale=(0.1, 0.3))
+    local = cfg.local_view()
+    assert (local.size, local.crop_scale, local.local_crops) == (32, (0.1, 0.3), 0)
+    assert local.blur_kernel_size == 3  # the default for 32 px, not the global views' kernel
+    same = {"size", "crop_scale", "blur_kernel", "local_crops", "local_size"}
+    assert {k: v for k, v in local.model_dump().items() if k not in same} == \
+        {k: v for k, v in cfg.model_dump().items() if k not in same}
+    assert AugmentConfig(size=32, local_size=24).local_view().size == 24
 
 
 @pytest.mark.parametrize(
@@ -293,6 +313,10 @@ def test_presets():
         ("blur_kernel", 65),
         ("std", (0.2, 0.0, 0.2)),
         ("colour", 0.4),
+        ("local_crops", -1),
+        ("local_size", 0),
+        ("local_scale", (0.4, 0.05)),
+        ("local_scale", (0.05, 1.2)),
     ],
 )
 def test_bad_config_names_the_field(field, value):

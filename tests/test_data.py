@@ -15,6 +15,7 @@ from PIL import Image
 from sempairs.data import cache, sources
 from sempairs.data.registry import find_dataset, list_datasets, load_dataset
 from sempairs.data.sources import DataError, read_image_folder, read_image_zip, read_npz
+from sempairs.data.store import ImageStore
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -330,6 +331,51 @@ def test_changed_source_or_unfinished_entry_is_not_used(tmp_path, isolated_cache
     (isolated_cache / "stores" / f"{key}.json").unlink()  # as if killed between the two renames
     (isolated_cache / "stores" / f"{key}.npy").write_bytes(b"half written")
     np.testing.assert_array_equal(load_dataset(str(path)).images, pixels(7, 3, 4))
+
+
+def test_cache_opens_images_memory_mapped_or_in_ram(isolated_cache):
+    store = ImageStore(images=pixels(3, 5, 4), labels=np.arange(5) % 2, class_names=["a", "b"],
+                               ids=[str(i) for i in range(5)], source="x.npz")
+    cache.save_store("k", store)
+    mapped, ram = cache.load_store("k", memory="mmap"), cache.load_store("k", memory="ram")
+    assert isinstance(mapped.images, np.memmap) and not mapped.images.flags.writeable
+    assert Path(mapped.images.filename) == isolated_cache / "stores" / "k.npy"
+    assert not isinstance(ram.images, np.memmap) and ram.images.flags.writeable
+    for loaded in (mapped, ram):
+        np.testing.assert_array_equal(loaded.images, store.images)
+        np.testing.assert_array_equal(loaded.labels, store.labels)
+        assert loaded.ids == store.ids and loaded.class_names == store.class_names
+    assert mapped.tensor().shape == (5, 3, 4, 4) and mapped.tensor().equal(ram.tensor())
+    with pytest.raises(ValueError, match="data.memory must be one of auto, ram, mmap, got 'disk'"):
+        cache.load_store("k", memory="disk")
+
+
+def test_auto_maps_a_file_larger_than_a_share_of_the_available_ram(isolated_cache, monkeypatch):
+    cache.save_store("k", ImageStore(images=pixels(4, 10, 8), labels=None, class_names=[],
+                                             ids=[str(i) for i in range(10)], source="x.npz"))
+    file_bytes = (isolated_cache / "stores" / "k.npy").stat().st_size
+    monkeypatch.setattr(cache, "available_ram", lambda: int(file_bytes / cache.RAM_SHARE) - 1)
+    assert isinstance(cache.load_store("k", memory="auto").images, np.memmap)
+    monkeypatch.setattr(cache, "available_ram", lambda: int(file_bytes / cache.RAM_SHARE) + 1)
+    assert not isinstance(cache.load_store("k", memory="auto").images, np.memmap)
+    monkeypatch.setattr(cache, "available_ram", lambda: None)  # unknown: read into RAM
+    assert not isinstance(cache.load_store("k", memory="auto").images, np.memmap)
+    assert not cache.opens_mapped(10**15, "ram") and cache.opens_mapped(1, "mmap")
+
+
+def test_available_ram_is_positive_and_at_most_the_total():
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert 0 < cache.available_ram() <= total
+
+
+def test_load_dataset_memory_mapped_from_the_first_decode(tiny_cifar_zip):
+    ram = load_dataset(str(tiny_cifar_zip), "train", size=16, limit_per_class=3)
+    fresh = load_dataset(str(tiny_cifar_zip), "train", size=8, limit_per_class=3, memory="mmap")  # decodes
+    again = load_dataset(str(tiny_cifar_zip), "train", size=16, limit_per_class=3, memory="mmap")  # cached
+    assert isinstance(fresh.images, np.memmap) and fresh.images.shape == (30, 8, 8, 3)
+    assert isinstance(again.images, np.memmap)
+    np.testing.assert_array_equal(again.images, ram.images)
+    assert again.ids == ram.ids and again.labels.tolist() == ram.labels.tolist()
 
 
 # --------------------------------------------------------------------------- discovery

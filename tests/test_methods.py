@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import nn
 
+from sempairs.augment import preset
 from sempairs.config import ConfigError, load_config
 from sempairs.losses import cosine_momentum
 from sempairs.methods import METHODS
@@ -346,3 +348,94 @@ def test_vit_tiny_patch4_builds_and_trains():
     method = METHODS["byol"](net, dim, METHODS["byol"].config_class(**SMALL["byol"])).train()
     losses = train_steps(method, 2, total=10)
     assert all(torch.isfinite(torch.tensor(losses)))
+
+
+# ----------------------------------------------------------------------------- DINO multi-crop
+
+
+def local_views(n: int, seed: int = 2, size: int = 8) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(BATCH, 3, size, size, generator=g) for _ in range(n)]
+
+
+def test_dino_multicrop_loss_is_every_teacher_global_against_every_other_student_view():
+    method = make("dino").eval()  # eval: BatchNorm does not depend on how views are grouped in a forward
+    method.center.copy_(torch.randn(method.center.shape, generator=torch.Generator().manual_seed(3)))
+    teacher_inputs = []
+    method.teacher_backbone.register_forward_hook(lambda mod, args, out: teacher_inputs.append(args[0].shape))
+    globals_, locals_ = views(), local_views(3)
+    loss = method(*globals_, *locals_).loss
+    assert teacher_inputs == [(BATCH, 3, 16, 16)] * 2  # the teacher sees the global views only
+    with torch.no_grad():
+        student = [method.head(method.backbone(v)) for v in (*globals_, *locals_)]
+        teacher = [method.teacher_head(method.teacher_backbone(v)) for v in globals_]
+    ts, tt = method.cfg.student_temp, float(method.teacher_temp)
+    terms = []
+    for i, t in enumerate(teacher):
+        for j, s in enumerate(student):
+            if i != j:
+                for b in range(BATCH):  # cross-entropy of one image, written out
+                    p = torch.exp((t[b] - method.center[0]) / tt)
+                    p = p / p.sum()
+                    log_q = s[b] / ts - torch.logsumexp(s[b] / ts, dim=0)
+                    terms.append(-(p * log_q).sum())
+    assert len(terms) == BATCH * (2 * 5 - 2)
+    torch.testing.assert_close(loss, torch.stack(terms).mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_dino_multicrop_centre_comes_from_the_teacher_globals():
+    method = make("dino")
+    teacher = _capture(method.teacher_head)
+    center = method.center.clone()
+    method(*views(), *local_views(4))
+    method.after_step(0, 10)
+    assert len(teacher) == 2
+    torch.testing.assert_close(method.center, 0.9 * center + 0.1 * torch.cat(teacher).mean(dim=0, keepdim=True))
+
+
+def test_dino_multicrop_loss_decreases_on_a_fixed_batch_of_the_tiny_slice(tiny_cifar_zip):
+    from sempairs.data.registry import load_dataset
+    from sempairs.pairs import pairs_from_labels
+    from sempairs.train.batches import PairBatches
+
+    store = load_dataset(str(tiny_cifar_zip), split="train", size=16)
+    pairs = pairs_from_labels(store.labels, per_class=1, seed=0)  # one semantic pair per class
+    batches = PairBatches(store.images, pairs, preset("dino_multicrop", size=16, local_crops=4), torch.device("cpu"))
+    batch = batches.views(torch.arange(BATCH), torch.Generator().manual_seed(0))
+    assert len(batch) == 6 and batch[2].shape == (BATCH, 3, 8, 8)
+    method = make("dino", **FIXED_BATCH_OVERRIDES["dino"])
+    opt = sgd(method)
+    losses = []
+    for step in range(20):
+        out = method(*batch)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+        method.after_step(step, 20)
+        losses.append(out.loss.item())
+    assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
+
+
+@pytest.mark.parametrize("name", sorted(set(METHODS) - {"dino"}))
+def test_methods_without_multicrop_refuse_local_views(name):
+    with pytest.raises(ValueError, match=f"method {name} trains on two views.*augment.local_crops=0"):
+        make(name)(*views(), *local_views(2))
+
+
+def test_local_crops_with_a_two_view_method_fail_at_config_load():
+    with pytest.raises(ConfigError, match="augment.local_crops=4: method simclr trains on two views; set augment.local_crops=0 "
+                                          r"or use a method that trains on local crops \(dino\)"):
+        load_config(None, ["augment.local_crops=4"])
+    cfg = load_config(None, ["method.name=dino", "augment.local_crops=4", "data.size=64"])
+    assert cfg.augment.local_crops == 4 and cfg.augment.local_crop_size == 32
+    shipped = load_config(Path(__file__).resolve().parents[1] / "configs" / "dino_multicrop_cifar10.yaml")
+    assert shipped.augment == preset("dino_multicrop") and shipped.augment.local_crop_size == 16
+    with pytest.raises(ConfigError, match="augment.local_size=12 is not a multiple of backbone.patch_size=8"):
+        load_config(None, ["method.name=dino", "augment.local_crops=2", "augment.local_size=12", "backbone.name=vit_tiny"])
+
+
+def test_vit_takes_local_views_of_another_size():
+    net, dim = build_backbone(BackboneConfig(name="vit_tiny", patch_size=4), 16)
+    method = METHODS["dino"](net, dim, METHODS["dino"].config_class(**SMALL["dino"])).train()
+    out = method(*views(), *local_views(2, size=8))
+    assert torch.isfinite(out.loss)

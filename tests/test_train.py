@@ -129,3 +129,49 @@ def test_vit_backbone_trains(tiny_cifar_zip, tmp_path):
                       "optim.name=adamw", "optim.lr=1e-3", "knn.k=5")
     result = train(cfg, progress=False)
     assert result.knn["knn_top1"] >= 0 and load_method(result.run_dir)[0].feat_dim == 192
+
+
+def test_memory_mapped_data_trains_exactly_as_in_ram_and_resumes_across_placements(tiny_cifar_zip, tmp_path, monkeypatch):
+    from sempairs.train import loop
+    from sempairs.train.batches import PairBatches
+
+    made = []
+
+    class Recording(PairBatches):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self.placement)
+
+    monkeypatch.setattr(loop, "PairBatches", Recording)
+    whole = train(tiny_config(tiny_cifar_zip, tmp_path / "a", "data.memory=ram"), progress=False)
+    cfg = tiny_config(tiny_cifar_zip, tmp_path / "b", "data.memory=mmap", "train.loader_workers=2")
+    with pytest.raises(Interrupt):
+        train(cfg, callbacks=[kill_after(1)], progress=False)
+    # data.memory may change on resume: the views do not depend on where the images are held
+    resumed = train(cfg.model_copy(update={"data": cfg.data.model_copy(update={"memory": "ram"})}), resume=True, progress=False)
+    assert made == ["device", "mmap", "device"]
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+    a, _ = load_method(whole.run_dir)
+    b, _ = load_method(resumed.run_dir)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+
+
+def test_dino_multicrop_trains_through_the_loop(tiny_cifar_zip, tmp_path):
+    cfg = tiny_config(tiny_cifar_zip, tmp_path, "train.epochs=1", "method.name=dino", "augment.local_crops=3",
+                      "pairs.source=labels", "pairs.per_class=8", "knn.k=5")
+    assert cfg.augment.local_crop_size == 8
+    result = train(cfg, progress=False)
+    assert result.history[0]["loss"] == result.history[0]["loss"]  # finite, not NaN
+    assert load_method(result.run_dir)[1].augment.local_crops == 3
+
+
+def test_resume_accepts_a_run_saved_before_keys_were_added(tmp_path):
+    from sempairs.train.loop import _check_same_run
+
+    cfg = tiny_config("x.zip", tmp_path)
+    saved = cfg.model_dump(mode="json")
+    del saved["augment"]["local_crops"], saved["data"]["memory"]  # as written by an older sempairs
+    _check_same_run(saved, cfg, tmp_path / "last.ckpt")
+    with pytest.raises(ValueError, match="augment.local_crops: 0 -> 2"):
+        _check_same_run(saved, tiny_config("x.zip", tmp_path, "method.name=dino", "augment.local_crops=2"), tmp_path)

@@ -3,6 +3,16 @@
 Every op runs on the whole batch at once (CPU or CUDA tensors); per-sample randomness is drawn
 from one ``torch.Generator`` living on the images' device, so a view is reproducible from the
 generator's seed. The ops follow torchvision's ``transforms.v2`` definitions; see each function.
+
+Multi-crop (DINO, Caron et al. 2021): ``local_crops`` > 0 adds that many small *local* views per
+pair to the two global ones, made by the same pipeline at ``local_size`` with crop areas from
+``local_scale`` (see :meth:`AugmentConfig.local_view`). DINO's defaults (facebookresearch/dino,
+``main_dino.py``): 2 global crops of 224 px with scale (0.4, 1), 8 local crops of 96 px with scale
+(0.05, 0.4); without local crops it recommends a wider global range (0.14, 1). solo-learn's CIFAR
+DINO recipe (``scripts/pretrain/cifar/dino.yaml`` with ``augmentations/asymmetric.yaml``) uses two
+32 px crops of scale (0.08, 1) and no local crops, so there is no published small-image local size:
+``local_size`` defaults to DINO's ratio 96/224 of ``size`` rounded up to a multiple of 8 (16 px at
+32, 32 px at 64, 96 px at 224), which ViT patch sizes 4 and 8 divide.
 """
 
 from __future__ import annotations
@@ -30,8 +40,18 @@ def default_blur_kernel(size: int) -> int:
     return max(3, int(0.1 * size) // 2 * 2 + 1)
 
 
+def default_local_size(size: int) -> int:
+    """Side of DINO's local crops for global crops of ``size``: 96/224 of it, rounded up to a multiple of 8."""
+    return min(size, math.ceil(size * 96 / 224 / 8) * 8)
+
+
 class AugmentConfig(BaseModel):
-    """One view's augmentation; SimCLR defaults for 32 px images. p=0 / crop=False switch an op off."""
+    """One view's augmentation; SimCLR defaults for 32 px images. p=0 / crop=False switch an op off.
+
+    ``local_crops`` > 0 (multi-crop, methods that support it: DINO) adds that many local views per
+    pair, ``ceil(n/2)`` of the anchor and ``floor(n/2)`` of the positive, at ``local_size`` (None:
+    :func:`default_local_size`) with crop areas from ``local_scale``.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -53,15 +73,18 @@ class AugmentConfig(BaseModel):
     solarize_threshold: float = _prob(0.5)
     mean: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)
     std: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
+    local_crops: int = Field(default=0, ge=0)
+    local_size: int | None = Field(default=None, gt=0)
+    local_scale: tuple[float, float] = (0.05, 0.4)
 
-    @field_validator("crop_scale", "crop_ratio", "blur_sigma")
+    @field_validator("crop_scale", "crop_ratio", "blur_sigma", "local_scale")
     @classmethod
     def _ordered_positive_range(cls, value: tuple[float, float]) -> tuple[float, float]:
         if not 0 < value[0] <= value[1]:
             raise ValueError(f"must be a range 0 < low <= high, got {value}")
         return value
 
-    @field_validator("crop_scale")
+    @field_validator("crop_scale", "local_scale")
     @classmethod
     def _fraction(cls, value: tuple[float, float]) -> tuple[float, float]:
         if value[1] > 1:
@@ -87,6 +110,20 @@ class AugmentConfig(BaseModel):
         """``blur_kernel``, or the default for ``size`` when it is None."""
         return self.blur_kernel if self.blur_kernel is not None else default_blur_kernel(self.size)
 
+    @property
+    def local_crop_size(self) -> int:
+        """``local_size``, or the default for ``size`` when it is None."""
+        return self.local_size if self.local_size is not None else default_local_size(self.size)
+
+    def local_view(self) -> "AugmentConfig":
+        """The config of a local view: this pipeline at ``local_crop_size`` with crop areas from ``local_scale``.
+
+        The blur kernel is the default for the local size (an explicit ``blur_kernel`` is meant for
+        the global views).
+        """
+        update = dict(size=self.local_crop_size, crop_scale=self.local_scale, blur_kernel=None, local_crops=0, local_size=None)
+        return AugmentConfig(**{**self.model_dump(), **update})
+
 
 _BYOL = dict(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, flip_p=0.5, jitter_p=0.8, grayscale_p=0.2)
 PRESETS: dict[str, dict] = {
@@ -95,6 +132,9 @@ PRESETS: dict[str, dict] = {
     "byol_view2": {**_BYOL, "blur_p": 0.1, "solarize_p": 0.2},
     "crop_only": dict(flip_p=0.0, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0),
     "no_grayscale": dict(grayscale_p=0.0),
+    # DINO's multi-crop (main_dino.py): 2 global crops of scale (0.4, 1), 8 local of (0.05, 0.4),
+    # its colour jitter (saturation 0.2); no blur, as solo-learn's 32 px recipes.
+    "dino_multicrop": {**_BYOL, "crop_scale": (0.4, 1.0), "local_crops": 8, "local_scale": (0.05, 0.4)},
 }
 
 

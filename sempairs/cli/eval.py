@@ -10,7 +10,9 @@ Features are cached in ``features/`` beside the checkpoint.
 
 from __future__ import annotations
 
+import datetime
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
@@ -20,6 +22,7 @@ from rich.table import Table
 
 from sempairs.cli.common import DownloadOpt, RootOpt, console, fail, load
 
+_clock = {"start": time.perf_counter()}
 app = typer.Typer(help="Evaluate a pretrained checkpoint.", no_args_is_help=True)
 
 CheckpointArg = typer.Argument(..., help="A .ckpt file, a run directory, or a plain weights file (with --arch).")
@@ -48,8 +51,10 @@ def _guard(fn: Callable, *args, **kwargs):
 
 
 def _backbone(checkpoint: Path, arch: Optional[str], device: str):
+    """The backbone on ``device``; the clock of the results' ``wall_seconds`` starts here."""
     from sempairs.eval.backbones import load_backbone
 
+    _clock["start"] = time.perf_counter()
     loaded = _guard(load_backbone, checkpoint, arch)
     loaded.module.to(_device(device))
     return loaded
@@ -76,8 +81,14 @@ def _result_path(checkpoint: Path, protocol: str) -> Path:
 def _write(loaded, protocol: str, result: dict, out: Optional[Path]) -> Path:
     if out is None:
         out = _result_path(loaded.path, protocol)
+    import torch
+
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"checkpoint": str(loaded.path), "protocol": protocol, **result}, indent=2))
+    device = next(loaded.module.parameters()).device
+    timing = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+              "wall_seconds": round(time.perf_counter() - _clock["start"], 2), "date": datetime.date.today().isoformat()}
+    out.write_text(json.dumps({"checkpoint": str(loaded.path), "protocol": protocol, **result, **timing}, indent=2))
+    console.print(f"{protocol}: {timing['wall_seconds']:.1f} s on {timing['device']} (loading, features, fitting)")
     return out
 
 

@@ -5,6 +5,12 @@ class names). The key hashes the source's resolved path, size and modification t
 the image size and any selection, so editing the source makes a new entry. Both files are
 written to a temporary name and renamed into place, the JSON last: an entry without its JSON
 was never finished and is ignored.
+
+Opening an entry (``memory``, the run's ``data.memory``): ``ram`` reads the images into memory;
+``mmap`` maps the ``.npy`` read-only (``np.load(mmap_mode="r")``), so a store larger than RAM
+costs only the pages in use; ``auto`` maps a file larger than ``RAM_SHARE`` of the RAM available
+now (the training loop may hold a second, channel-first copy of an in-RAM store, and each DDP
+process holds its own).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import numpy as np
 from sempairs.data.store import ImageStore
 
 FORMAT_VERSION = 1
+MEMORY_MODES = ("auto", "ram", "mmap")
+RAM_SHARE = 0.25  # memory="auto" maps a file larger than this share of the available RAM
 
 
 def cache_root() -> Path:
@@ -58,14 +66,44 @@ def cache_key(source_fingerprint: list, split: str, size: int | None, **selectio
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def load_store(key: str) -> ImageStore | None:
-    """The cached store under ``key``, or None when there is none (or it is unreadable)."""
+def available_ram() -> int | None:
+    """Bytes of RAM available now: ``MemAvailable`` of /proc/meminfo (Linux: free memory plus the
+    reclaimable page cache), else the free pages by ``os.sysconf``; None where neither is known."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def opens_mapped(num_bytes: int, memory: str) -> bool:
+    """Whether a store file of ``num_bytes`` is opened memory-mapped under ``memory`` (one of MEMORY_MODES)."""
+    if memory == "auto":
+        available = available_ram()
+        return available is not None and num_bytes > RAM_SHARE * available
+    return memory == "mmap"
+
+
+def load_store(key: str, memory: str = "ram") -> ImageStore | None:
+    """The cached store under ``key``, or None when there is none (or it is unreadable).
+
+    ``memory``: ``ram``, ``mmap`` or ``auto``, how the images are opened (see the module docstring).
+    """
+    if memory not in MEMORY_MODES:
+        raise ValueError(f"data.memory must be one of {', '.join(MEMORY_MODES)}, got {memory!r}")
     meta_path, images_path = stores_dir() / f"{key}.json", stores_dir() / f"{key}.npy"
     if not meta_path.exists():
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        images = np.load(images_path, mmap_mode=None, allow_pickle=False)
+        mapped = opens_mapped(images_path.stat().st_size, memory)
+        images = np.load(images_path, mmap_mode="r" if mapped else None, allow_pickle=False)
         if list(images.shape) != meta["shape"]:
             raise ValueError(f"{images_path} holds {images.shape}, its JSON says {meta['shape']}")
         labels = None if meta["labels"] is None else np.asarray(meta["labels"], dtype=np.int64)

@@ -157,12 +157,16 @@ def load_dataset(
     root: str | None = None,
     classes: Sequence[str] | None = None,
     limit_per_class: int | None = None,
+    memory: str = "ram",
 ) -> ImageStore:
     """One split of a dataset, given by name or path, with images resized to ``size`` (None: native).
 
     ``classes`` keeps those classes only (labels renumbered in that order); ``limit_per_class``
     keeps the first N images of each class. Results are cached (see :mod:`sempairs.data.cache`),
-    so a second call reads one ``.npy`` instead of decoding again.
+    so a second call reads one ``.npy`` instead of decoding again. ``memory`` (``ram``, ``mmap``,
+    ``auto``) says whether the cached images are read into memory or memory-mapped; a freshly
+    decoded store to be mapped is reopened from its cache file. A selection from a full cached
+    store (``classes``/``limit_per_class`` of a torchvision or npz source) is copied into memory.
     """
     if size is not None and size <= 0:
         raise ValueError(f"size must be a positive number of pixels or None, got {size}")
@@ -175,16 +179,21 @@ def load_dataset(
     selected = classes is not None or limit_per_class is not None
     if selected:
         key = cache.cache_key(fingerprint, split, size, classes=classes, limit_per_class=limit_per_class)
-        store = cache.load_store(key)
+        store = cache.load_store(key, memory)
         if store is not None:
             return store
-    store = cache.load_store(full_key)
+    store = cache.load_store(full_key, memory)
     if store is not None:
         return sources.select(store, classes, limit_per_class)
     if selected and _decodes_images(path):
-        store = _read(path, split, size, download, classes, limit_per_class)
-        cache.save_store(key, store)
-        return store
-    store = _read(path, split, size, download)
-    cache.save_store(full_key, store)
+        return _cached(key, _read(path, split, size, download, classes, limit_per_class), memory)
+    store = _cached(full_key, _read(path, split, size, download), memory)
     return sources.select(store, classes, limit_per_class)
+
+
+def _cached(key: str, store: ImageStore, memory: str) -> ImageStore:
+    """Save a freshly decoded ``store`` in the cache; one to be memory-mapped comes back mapped from its file."""
+    cache.save_store(key, store)
+    if cache.opens_mapped(store.images.nbytes, memory):
+        return cache.load_store(key, memory) or store
+    return store

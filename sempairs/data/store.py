@@ -10,7 +10,8 @@ import torch
 
 @dataclass
 class ImageStore:
-    """Images as one uint8 array (N, H, W, 3), with optional integer labels.
+    """Images as one uint8 array (N, H, W, 3), in memory or memory-mapped from the cache (read-only),
+    with optional integer labels.
 
     ``ids`` names each image the way pair files refer to it: the path inside the source
     (``train/cat/0001.jpg``) for folders and zips, ``"<index>"`` for array sources.
@@ -66,5 +67,6 @@ class ImageStore:
         )
 
     def tensor(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        """All images as a uint8 tensor (N, 3, H, W) on ``device``."""
-        return torch.from_numpy(self.images).to(device).permute(0, 3, 1, 2).contiguous()
+        """All images as a uint8 tensor (N, 3, H, W) on ``device`` (a memory-mapped store is read in full)."""
+        images = self.images if self.images.flags.writeable else np.array(self.images)  # torch wants writable arrays
+        return torch.from_numpy(images).to(device).permute(0, 3, 1, 2).contiguous()

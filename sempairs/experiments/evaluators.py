@@ -4,6 +4,9 @@ An experiment lists them in ``evaluations``; :func:`register_evaluator` adds mor
 
 ``knn``
     the weighted kNN accuracy the training loop measured after the last epoch (``knn`` config).
+``random_init``
+    the same kNN protocol on the cell's backbone untrained (seeded like the run): the reference
+    a short run must clearly beat (at 32 px an untrained ResNet scores far above chance).
 ``linear``
     logistic-regression probe on frozen features (L2 chosen on a held-out part of the train
     split, see :mod:`sempairs.eval.linear`): top-1/top-5 on the run's test split.
@@ -98,6 +101,14 @@ def knn_of_training(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
     if result.knn is None:
         raise ValueError(f"{cfg.run_dir}: no kNN result (data.test_split={cfg.data.test_split!r} or the data has no labels)")
     return dict(result.knn)
+
+
+@register_evaluator("random_init", {"random_init_knn_top1": "kNN top-1 of the untrained backbone (%)"}, _test_split)
+def knn_of_random_init(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
+    """kNN accuracy of the cell's architecture before training, with the run's seed, data and protocol."""
+    from sempairs.experiments.quickstart import random_init_knn
+
+    return {"random_init_knn_top1": random_init_knn(cfg)["knn_top1"]}
 
 
 @register_evaluator("linear", {"linear_top1": "linear probe top-1 accuracy (%)",

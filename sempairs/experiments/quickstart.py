@@ -33,9 +33,10 @@ def random_init_knn(cfg: RunConfig) -> dict:
     """kNN accuracy of the untrained backbone of ``cfg`` (same seed, data and protocol)."""
     torch.manual_seed(cfg.train.seed)
     data = load_run_data(cfg)
-    backbone = build_method(cfg).backbone
+    cuda = cfg.train.accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available()
+    backbone = build_method(cfg).backbone.to("cuda" if cuda else "cpu")
     return knn_evaluate(backbone, data.train, data.test, cfg.data.size, cfg.augment.mean, cfg.augment.std,
-                        k=cfg.knn.k, temperature=cfg.knn.temperature)
+                        k=cfg.knn.k, temperature=cfg.knn.temperature, batch_size=cfg.knn.batch_size, channels_last=cuda)
 
 
 def run_quickstart(out_dir: Path, dataset: str, download: bool, console: Console, overrides: list[str] | None = None) -> dict[str, dict]:

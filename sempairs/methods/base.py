@@ -25,10 +25,12 @@ class Method(nn.Module):
 
     Subclasses define ``config_class`` (a pydantic model with a literal ``name``) and ``step``.
     ``backbone`` is what evaluation uses; ``after_step`` runs after each optimiser step (EMA
-    updates, queues).
+    updates, queues). A method with ``supports_local_crops`` also takes the multi-crop local views
+    (``augment.local_crops``) after the two global ones: ``step(view1, view2, *local_views)``.
     """
 
     config_class: type[BaseModel]
+    supports_local_crops: bool = False
 
     def __init__(self, backbone: nn.Module, feat_dim: int, cfg: BaseModel):
         super().__init__()
@@ -37,8 +39,11 @@ class Method(nn.Module):
     def step(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
         raise NotImplementedError
 
-    def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
-        return self.step(view1, view2)
+    def forward(self, view1: torch.Tensor, view2: torch.Tensor, *local_views: torch.Tensor) -> StepOutput:
+        if local_views and not self.supports_local_crops:
+            raise ValueError(f"method {self.cfg.name} trains on two views and got {len(local_views)} local crops: "
+                             "set augment.local_crops=0")
+        return self.step(view1, view2, *local_views)
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Hook after each optimiser step; nothing by default."""

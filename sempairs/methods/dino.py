@@ -4,8 +4,9 @@ Loss: self-distillation without labels. A student (backbone + head) and a teache
 updated as the EMA of the student, no gradient) map each view to K prototype scores; the
 teacher's are centred and sharpened, P_t = softmax((t - c) / tau_t), the student's are
 log_softmax(s / tau_s), and L is the cross-entropy -sum P_t log P_s averaged over the pairs of
-different views (teacher view 1 -> student view 2 and 2 -> 1; ``dino_loss``). The centre c is an
-EMA of the teacher outputs (``dino_center_update``, momentum 0.9, global-batch mean). Head: MLP
+different views (teacher view 1 -> student view 2 and 2 -> 1, and with multi-crop each teacher
+view -> every local view; ``dino_loss``). The centre c is an EMA of the teacher outputs on the
+global views (``dino_center_update``, momentum 0.9, global-batch mean). Head: MLP
 (Linear-GELU x2, Linear to a bottleneck, no BN) -> L2 normalisation -> weight-normalised linear
 layer without bias onto K prototypes (``norm_last_layer`` fixes the weight norms to 1).
 
@@ -19,7 +20,12 @@ Teacher temperature: fixed 0.04 by default; for the paper's linear warmup from
 (the method sees steps, not epochs; solo-learn's 50 of 1000 epochs is 0.05). The current value
 is a buffer, so it survives resume.
 
-This iteration trains on the two global views of each pair only: no multi-crop (local views).
+Multi-crop (``augment.local_crops`` > 0, e.g. the ``dino_multicrop`` augmentation preset): the
+two global views are the pair's anchor and positive; the local views (smaller crops at
+``augment.local_size``, half of the anchor, half of the positive, see ``sempairs.augment``) pass
+through the student only, in one forward (as DINO's MultiCropWrapper groups crops of one
+resolution), while the teacher sees the global views. With SP pairs a local crop of the anchor is
+thus matched to the teacher's view of the anchor itself and of its semantic positive.
 Not implemented (they belong to the training loop): gradient clipping and freezing the
 prototype layer during the first epoch. The student backbone is ``backbone`` (what evaluation
 uses); the paper evaluates the teacher, which is ``teacher_backbone``.
@@ -94,6 +100,7 @@ class DINOHead(nn.Module):
 @register
 class DINO(Method):
     config_class = DINOConfig
+    supports_local_crops = True
 
     def __init__(self, backbone, feat_dim: int, cfg: DINOConfig):
         super().__init__(backbone, feat_dim, cfg)
@@ -108,11 +115,14 @@ class DINO(Method):
     def _teacher(self, x: torch.Tensor) -> torch.Tensor:
         return self.teacher_head(self.teacher_backbone(x))
 
-    def step(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
+    def step(self, view1: torch.Tensor, view2: torch.Tensor, *local_views: torch.Tensor) -> StepOutput:
         s1 = self.head(self.backbone(view1))
         s2 = self.head(self.backbone(view2))
+        student = [s1, s2]
+        if local_views:
+            student += self.head(self.backbone(torch.cat(local_views))).chunk(len(local_views))
         t1, t2 = self._teacher(view1), self._teacher(view2)
-        loss = dino_loss([s1, s2], [t1, t2], self.center, self.cfg.student_temp, float(self.teacher_temp))
+        loss = dino_loss(student, [t1, t2], self.center, self.cfg.student_temp, float(self.teacher_temp))
         if self.training:
             self._pending = [t1, t2]
         return StepOutput(loss, s1.detach())

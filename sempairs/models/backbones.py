@@ -6,8 +6,10 @@ ResNets: the classifier is replaced by an identity, so the feature is the pooled
 for a 3x3/1 conv, the usual CIFAR adaptation (32-64 px images keep their resolution).
 
 ViTs: ``timm.create_model("vit_{tiny,small}_patch16_224", pretrained=False, img_size=image_size,
-patch_size=patch_size, num_classes=0)``: randomly initialised (no weights are ever downloaded),
-the feature is the class token after the final norm (192-d for ViT-Tiny, 384-d for ViT-Small).
+patch_size=patch_size, num_classes=0, dynamic_img_size=True)``: randomly initialised (no weights
+are ever downloaded), the feature is the class token after the final norm (192-d for ViT-Tiny,
+384-d for ViT-Small). ``dynamic_img_size`` lets other input sizes through (multi-crop local views)
+by resampling the position embedding; at ``image_size`` it is used unchanged.
 The study's ViT-S/8 at 64 px is ``name=vit_small, patch_size=8``; at 32 px patch 4 is common.
 ``small_stem`` does not apply to ViTs and is ignored; ``patch_size`` is ignored for ResNets.
 """
@@ -59,6 +61,7 @@ def _build_vit(cfg: BackboneConfig, image_size: int) -> tuple[nn.Module, int]:
     import timm  # imported here: timm is slow to import and only the ViTs need it
 
     net = timm.create_model(
-        VIT_MODELS[cfg.name], pretrained=False, img_size=image_size, patch_size=cfg.patch_size, num_classes=0
+        VIT_MODELS[cfg.name], pretrained=False, img_size=image_size, patch_size=cfg.patch_size, num_classes=0,
+        dynamic_img_size=True,
     )
     return net, net.num_features

@@ -20,7 +20,7 @@ class RunData:
 def load_split(cfg: DataConfig, split: str, limit_per_class: int | None) -> ImageStore:
     """One split of the configured dataset, at the training resolution."""
     return load_dataset(cfg.dataset, split=split, size=cfg.size, download=cfg.download, root=cfg.root,
-                        classes=cfg.classes, limit_per_class=limit_per_class)
+                        classes=cfg.classes, limit_per_class=limit_per_class, memory=cfg.memory)
 
 
 def build_pairs(cfg: PairsConfig, store: ImageStore) -> PairSet:

@@ -1,9 +1,11 @@
 """Pretraining on Lightning Fabric: CPU, one GPU, DDP or multi-node (torchrun/SLURM), resumable.
 
 Each epoch shuffles the pairs with a generator seeded by (seed, epoch); each optimiser step
-takes a global batch of pairs, gathers the two members' uint8 images by index on the device,
-augments each member with the batched augmentation (its generator seeded by (seed, epoch, rank)),
-and minimises the method's loss. Because every random choice is derived from the seed and the
+takes a global batch of pairs, gathers the two members' uint8 images by index (on the device, from
+pinned host memory, or read ahead from a memory-mapped store by DataLoader workers: see
+``sempairs.train.batches``), augments each member with the batched augmentation (its generator
+seeded by (seed, epoch, rank); with ``augment.local_crops`` also the multi-crop local views), and
+minimises the method's loss. Because every random choice is derived from the seed and the
 epoch, a run resumed from the checkpoint written at the end of an epoch continues exactly as the
 uninterrupted run would have.
 
@@ -43,7 +45,8 @@ from sempairs.train.progress import TrainProgress
 
 # Keys that may change between a run and its resumption without changing what is computed.
 HISTORY = "history.csv"
-RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every", "train.log_every", "knn.")
+RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every", "train.log_every", "train.loader_workers", "data.memory",
+                     "knn.")
 
 
 class TrainingStopped(RuntimeError):
@@ -79,7 +82,8 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 
 def _check_same_run(saved: dict, cfg: RunConfig, path: Path) -> None:
-    old, new = _flat(saved), _flat(cfg.model_dump(mode="json"))
+    # keys added since the run was saved take their defaults in both, so they are no difference
+    old, new = _flat(RunConfig.model_validate(saved).model_dump(mode="json")), _flat(cfg.model_dump(mode="json"))
     changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES)]
     if changed:
         detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
@@ -150,9 +154,9 @@ def setup_model(fabric: Fabric, cfg: RunConfig):
     return method, model, optimizer
 
 
-def optimizer_step(fabric: Fabric, model, optimizer, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
-    """One step: the method's loss on the two views, backward, optimiser update."""
-    out = model(view1, view2)
+def optimizer_step(fabric: Fabric, model, optimizer, *views: torch.Tensor) -> StepOutput:
+    """One step: the method's loss on the views (two global, then any local ones), backward, update."""
+    out = model(*views)
     fabric.backward(out.loss)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
@@ -196,8 +200,8 @@ def train(
 
     method, model, optimizer = setup_model(fabric, cfg)
     peak_lr = optimizer.param_groups[0]["lr"]
-    batches = PairBatches(data.train.images, data.pairs, cfg.augment, fabric.device,
-                          on_device=cfg.train.data_on_device, channels_last=cfg.train.channels_last)
+    batches = PairBatches(data.train.images, data.pairs, cfg.augment, fabric.device, on_device=cfg.train.data_on_device,
+                          channels_last=cfg.train.channels_last, loader_workers=cfg.train.workers)
 
     start_epoch, history = 0, []
     if resume and last.exists():
@@ -217,11 +221,11 @@ def train(
             loss_sum = torch.zeros((), device=fabric.device)
             spread, loss_now = float("nan"), float("nan")
             started = time.perf_counter()
-            for i in range(steps_per_epoch):
+            for i, views in enumerate(batches.epoch(order, gen)):
                 step = epoch * steps_per_epoch + i
                 lr = lr_at(step, total_steps, warmup_steps, peak_lr, cfg.optim.min_lr * batch / 256)
                 set_lr(optimizer, lr)
-                out = optimizer_step(fabric, model, optimizer, *batches.views(order[i], gen))
+                out = optimizer_step(fabric, model, optimizer, *views)
                 method.after_step(step, total_steps)
                 loss_sum += out.loss.detach()
                 if i % cfg.train.log_every == 0 or i == steps_per_epoch - 1:
