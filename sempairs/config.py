@@ -212,21 +212,26 @@ def _describe(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+def read_yaml_mapping(path: str | Path, kind: str, keys: str) -> dict:
+    """The top-level mapping of the YAML file ``path`` (a ``kind`` file with keys like ``keys``); ConfigError if not."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{kind} file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping ({keys}, ...)")
+    return loaded
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> RunConfig:
     """Read a YAML run config (or defaults), apply ``key=value`` overrides, validate everything."""
     tree = dict(base or {})
     source = "defaults"
     if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections (data, pairs, ...)")
-        tree = _merge(tree, loaded)
+        tree = _merge(tree, read_yaml_mapping(path, "config", "sections data, pairs"))
         source = str(path)
     tree = _merge(tree, parse_overrides(overrides or []))
     try:

@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from sempairs.augment.pipeline import PRESETS
 from sempairs.csvio import write_rows
-from sempairs.config import ConfigError, PairsConfig, RunConfig, _describe, load_config
+from sempairs.config import ConfigError, PairsConfig, RunConfig, _describe, load_config, read_yaml_mapping
 from sempairs.experiments.evaluators import EVALUATORS
 from sempairs.train import TrainingStopped, train
 from sempairs.train.checkpoint import LAST
@@ -126,14 +126,7 @@ class ExperimentConfig(BaseModel):
 def load_experiment(path: str | Path) -> ExperimentConfig:
     """Read and validate an experiment YAML; a relative ``base`` path is relative to the file's folder."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"experiment file {path} does not exist")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping (name, base, axes, ...)")
+    tree = read_yaml_mapping(path, "experiment", "name, base, axes")
     if isinstance(tree.get("base"), str) and not Path(tree["base"]).is_absolute():
         tree["base"] = str(path.parent / tree["base"])
     try:
