@@ -10,22 +10,30 @@ from rich.table import Table
 from sempairs.cli.common import console, fail
 
 
-def results_table(exp, rows: list[dict[str, str]]) -> Table:
-    """The grid's results rows as a rich table: axis values, epochs, pairs, metrics, loss, speed, time."""
-    metrics = exp.metrics()
-    table = Table(*exp.axes, "epochs", "pairs trained", *metrics, "final loss", "images/s", "seconds",
-                  title=f"{exp.name}: {len(rows)} runs")
+def _table(title: str, headers: list[str], body: list[list[str]]) -> Table:
+    """A table whose headers wrap at word boundaries and whose values are never cut; stopped runs in red."""
+    table = Table(title=title)
+    for i, header in enumerate(headers):
+        widest = max((len(line[i]) for line in body), default=1)
+        table.add_column(header.replace("_", " "), overflow="fold", min_width=max(widest, 4))
+    for line in body:
+        table.add_row(*line, style="red" if "stopped" in line else None)
+    return table
+
+
+def results_tables(exp, rows: list[dict[str, str]]) -> list[Table]:
+    """The grid's results rows as two tables: the metrics of each cell, then what each cell cost."""
+    metrics = list(exp.metrics())
 
     def number(row: dict[str, str], key: str, digits: int) -> str:
-        return f"{float(row[key]):.{digits}f}" if row.get(key) else "–"
+        return "stopped" if row.get("error") else f"{float(row[key]):.{digits}f}" if row.get(key) else "–"
 
-    for row in rows:
-        if row.get("error"):
-            table.add_row(*(row[a] for a in exp.axes), "[red]stopped[/]", *[""] * (len(metrics) + 4))
-            continue
-        table.add_row(*(row[a] for a in exp.axes), row["epochs"], row["num_pairs"], *(number(row, m, 2) for m in metrics),
-                      number(row, "final_loss", 3), number(row, "images_per_s", 0), number(row, "seconds", 0))
-    return table
+    axes = [[row[a] for a in exp.axes] for row in rows]
+    scores = [[*ax, number(row, "epochs", 0), *(number(row, m, 2) for m in metrics)] for ax, row in zip(axes, rows)]
+    costs = [[*ax, number(row, "num_pairs", 0), number(row, "final_loss", 3), number(row, "images_per_s", 0),
+              number(row, "seconds", 0), row.get("device", "")] for ax, row in zip(axes, rows)]
+    return [_table(f"{exp.name}: {len(rows)} runs", [*exp.axes, "epochs", *metrics], scores),
+            _table("training cost", [*exp.axes, "pairs trained", "final loss", "images/s", "seconds", "device"], costs)]
 
 
 def experiment(
@@ -51,6 +59,7 @@ def experiment(
         plots = make_plots(exp, rows=rows)
     except (ConfigError, FileExistsError, FileNotFoundError, ValueError) as exc:
         fail(str(exc))
-    console.print(results_table(exp, rows))
+    for table in results_tables(exp, rows):
+        console.print(table)
     lines = [f"results: {exp.results_path}", f"report:  {report}", *(f"plot:    {p}" for p in plots)]
     console.print("\n".join(lines), highlight=False, soft_wrap=True)

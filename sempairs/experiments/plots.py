@@ -45,6 +45,7 @@ from sempairs.train.data import load_split
 from sempairs.train.loop import HISTORY
 
 EPOCHS_AXIS, PER_CLASS_AXIS = "train.epochs", "pairs.per_class"
+PANELS_PER_ROW = 3
 MAP_POINTS = 2000  # images per t-SNE map: exact t-SNE is O(N^2) per iteration
 
 
@@ -61,9 +62,15 @@ def _tick(keys: Sequence[str], values: Sequence[str]) -> str:
 
 
 def _figure(panels: int, panel_width: float = 5.2, height: float = 4.2, legend_entries: int = 0) -> tuple[Figure, list]:
-    """A figure of ``panels`` side by side, taller by one line per row of a bottom legend (4 entries a row)."""
-    fig = Figure(figsize=(1.5 + panel_width * panels, height + 0.3 * math.ceil(legend_entries / 4)), layout="constrained")
-    return fig, list(np.atleast_1d(fig.subplots(1, panels)))
+    """A figure of ``panels`` in rows of at most ``PANELS_PER_ROW``, taller by one line per row of a bottom legend
+    (4 entries a row); returns the ``panels`` axes in reading order (unused grid cells are hidden)."""
+    cols = min(panels, PANELS_PER_ROW)
+    rows = math.ceil(panels / cols)
+    fig = Figure(figsize=(1.5 + panel_width * cols, height * rows + 0.3 * math.ceil(legend_entries / 4)), layout="constrained")
+    axes = list(np.atleast_1d(fig.subplots(rows, cols)).ravel())
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    return fig, axes[:panels]
 
 
 def save_plot(fig: Figure, table: list[dict], out_dir: Path, name: str) -> Path:
