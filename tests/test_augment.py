@@ -217,7 +217,7 @@ def test_solarize_definition():
 
 def test_output_shape_dtype_range_and_uint8_float_agree():
     x = (images(16, 40, 40) * 255).round().to(torch.uint8)
-    cfg = preset("byol_view2", size=24, solarize_p=0.5, blur_p=0.5, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    cfg = preset("byol", size=24, solarize_p=0.5, blur_p=0.5, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     out = BatchAugment(cfg)(x, gen(3))
     assert out.shape == (16, 3, 24, 24) and out.dtype == torch.float32
     assert out.min() >= 0 and out.max() <= 1
@@ -228,7 +228,7 @@ def test_output_shape_dtype_range_and_uint8_float_agree():
 
 def test_same_seed_same_view_different_seed_different_view():
     x = (images(16) * 255).to(torch.uint8)
-    aug = BatchAugment(preset("byol_view1"))
+    aug = BatchAugment(preset("byol"))
     assert torch.equal(aug(x, gen(7)), aug(x, gen(7)))
     assert not torch.allclose(aug(x, gen(7)), aug(x, gen(8)))
 
@@ -267,7 +267,7 @@ def test_presets():
     for name in PRESETS:
         assert isinstance(preset(name), AugmentConfig)
     assert preset("simclr") == AugmentConfig()
-    v1, v2 = preset("byol_view1"), preset("byol_view2")
+    v1, v2 = preset("byol"), preset("byol").second_view()
     assert (v1.blur_p, v2.blur_p, v1.solarize_p, v2.solarize_p) == (1.0, 0.1, 0.0, 0.2)
     assert (v1.brightness, v1.contrast, v1.saturation, v1.hue) == (0.4, 0.4, 0.2, 0.1)
     crop_only = preset("crop_only")
@@ -277,7 +277,7 @@ def test_presets():
     multi = preset("dino_multicrop")  # DINO's main_dino.py: 8 local crops, scales (0.4, 1) / (0.05, 0.4)
     assert (multi.local_crops, multi.crop_scale, multi.local_scale) == (8, (0.4, 1.0), (0.05, 0.4))
     assert (multi.brightness, multi.contrast, multi.saturation, multi.hue) == (0.4, 0.4, 0.2, 0.1)
-    with pytest.raises(ValueError, match="valid: byol_view1, byol_view2, crop_only, dino_multicrop, no_grayscale, simclr"):
+    with pytest.raises(ValueError, match="valid: byol, crop_only, dino_multicrop, no_grayscale, simclr"):
         preset("simclr_v3")
 
 
@@ -288,7 +288,7 @@ def test_default_local_size_is_dinos_ratio_rounded_up_to_8(size, local):
 
 
 def test_local_view_is_the_same_pipeline_at_the_local_size_and_scale():
-    cfg = preset("byol_view2", size=64, blur_kernel=9, local_crops=4, local_scale=(0.1, 0.3))
+    cfg = preset("byol", size=64, blur_kernel=9, local_crops=4, local_scale=(0.1, 0.3)).second_view()
     local = cfg.local_view()
     assert (local.size, local.crop_scale, local.local_crops) == (32, (0.1, 0.3), 0)
     assert local.blur_kernel_size == 3  # the default for 32 px, not the global views' kernel
@@ -325,6 +325,6 @@ def test_bad_config_names_the_field(field, value):
 
 
 def test_config_round_trips_through_json():
-    cfg = preset("byol_view2", size=64)
+    cfg = preset("byol", size=64).second_view()
     assert AugmentConfig.model_validate_json(cfg.model_dump_json()) == cfg
     assert math.isclose(cfg.crop_ratio[0], 0.75)

@@ -43,6 +43,30 @@ def test_host_and_device_placement_give_the_same_views():
         torch.testing.assert_close(x, y, rtol=0, atol=0)
 
 
+def test_asymmetric_views_augment_the_positive_with_the_second_view():
+    """BYOL-style ``view2``: the positive member alone gets the overridden ops (here: always solarised)."""
+    images, pairs = toy()
+    cfg = AugmentConfig(**{**PLAIN.model_dump(), "view2": {"solarize_p": 1.0, "solarize_threshold": 0.0}})
+    v1, v2 = PairBatches(images, pairs, cfg, torch.device("cpu")).views(torch.tensor([1, 2]), torch.Generator().manual_seed(0))
+    nchw = torch.from_numpy(images).permute(0, 3, 1, 2)
+    torch.testing.assert_close(v1, eval_transform(nchw[[3, 5]], 8, PLAIN.mean, PLAIN.std))
+    torch.testing.assert_close(v2, eval_transform(255 - nchw[[2, 9]], 8, PLAIN.mean, PLAIN.std))  # threshold 0: all inverted
+
+
+def test_view2_is_checked_like_the_rest_of_the_config():
+    from sempairs.config import ConfigError, load_config
+
+    second = AugmentConfig(view2={"blur_p": 0.1, "solarize_p": 0.2}).second_view()
+    assert (second.blur_p, second.solarize_p, second.view2) == (0.1, 0.2, None)
+    assert second.model_dump(exclude={"blur_p", "solarize_p", "view2"}) == AugmentConfig().model_dump(
+        exclude={"blur_p", "solarize_p", "view2"})
+    assert PLAIN.second_view() is PLAIN
+    with pytest.raises(ConfigError, match="augment.*blurr_p"):
+        load_config(None, ["augment.view2={blurr_p: 0.1}"])
+    with pytest.raises(ConfigError, match="view2 cannot change size"):
+        load_config(None, ["augment.view2={size: 16}"])
+
+
 # ----------------------------------------------------------------------------- multi-crop
 
 # Crops only, values unchanged (mean 0, std 1): a view's pixels are interpolated source pixels.

@@ -18,6 +18,7 @@ DINO recipe (``scripts/pretrain/cifar/dino.yaml`` with ``augmentations/asymmetri
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,10 @@ def default_blur_kernel(size: int) -> int:
     return max(3, int(0.1 * size) // 2 * 2 + 1)
 
 
+# Settings both global views share (the batch is one size, one normalisation, one multi-crop setting).
+VIEW2_FIXED = frozenset({"size", "mean", "std", "local_crops", "local_size", "local_scale", "view2"})
+
+
 def default_local_size(size: int) -> int:
     """Side of DINO's local crops for global crops of ``size``: 96/224 of it, rounded up to a multiple of 8."""
     return min(size, math.ceil(size * 96 / 224 / 8) * 8)
@@ -51,6 +56,10 @@ class AugmentConfig(BaseModel):
     ``local_crops`` > 0 (multi-crop, methods that support it: DINO) adds that many local views per
     pair, ``ceil(n/2)`` of the anchor and ``floor(n/2)`` of the positive, at ``local_size`` (None:
     :func:`default_local_size`) with crop areas from ``local_scale``.
+
+    ``view2`` makes the two global views asymmetric, as BYOL and DINO do: overrides of the op
+    settings for the second view (the pair's positive member), e.g. ``{blur_p: 0.1, solarize_p:
+    0.2}``; None: both views alike (SimCLR). See :meth:`second_view`.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -76,6 +85,7 @@ class AugmentConfig(BaseModel):
     local_crops: int = Field(default=0, ge=0)
     local_size: int | None = Field(default=None, gt=0)
     local_scale: tuple[float, float] = (0.05, 0.4)
+    view2: dict[str, Any] | None = None
 
     @field_validator("crop_scale", "crop_ratio", "blur_sigma", "local_scale")
     @classmethod
@@ -105,6 +115,16 @@ class AugmentConfig(BaseModel):
             raise ValueError(f"blur_kernel must be odd with blur_kernel // 2 < size={self.size}, got {k}")
         return self
 
+    @model_validator(mode="after")
+    def _check_view2(self) -> "AugmentConfig":
+        if self.view2:
+            shared = sorted(set(self.view2) & VIEW2_FIXED)
+            if shared:
+                raise ValueError(f"view2 cannot change {', '.join(shared)}: both global views share "
+                                 f"{', '.join(sorted(VIEW2_FIXED))}")
+            self.second_view()  # an unknown key or a bad value fails here, naming it
+        return self
+
     @property
     def blur_kernel_size(self) -> int:
         """``blur_kernel``, or the default for ``size`` when it is None."""
@@ -115,21 +135,29 @@ class AugmentConfig(BaseModel):
         """``local_size``, or the default for ``size`` when it is None."""
         return self.local_size if self.local_size is not None else default_local_size(self.size)
 
+    def second_view(self) -> "AugmentConfig":
+        """The config of the second global view: this one with the ``view2`` overrides (itself when None)."""
+        if not self.view2:
+            return self
+        return AugmentConfig(**{**self.model_dump(), **self.view2, "view2": None})
+
     def local_view(self) -> "AugmentConfig":
         """The config of a local view: this pipeline at ``local_crop_size`` with crop areas from ``local_scale``.
 
         The blur kernel is the default for the local size (an explicit ``blur_kernel`` is meant for
         the global views).
         """
-        update = dict(size=self.local_crop_size, crop_scale=self.local_scale, blur_kernel=None, local_crops=0, local_size=None)
+        update = dict(size=self.local_crop_size, crop_scale=self.local_scale, blur_kernel=None, local_crops=0, local_size=None,
+                      view2=None)
         return AugmentConfig(**{**self.model_dump(), **update})
 
 
 _BYOL = dict(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1, flip_p=0.5, jitter_p=0.8, grayscale_p=0.2)
 PRESETS: dict[str, dict] = {
     "simclr": {},
-    "byol_view1": {**_BYOL, "blur_p": 1.0, "solarize_p": 0.0},
-    "byol_view2": {**_BYOL, "blur_p": 0.1, "solarize_p": 0.2},
+    # BYOL (Grill et al. 2020, table 6): view 1 always blurred, never solarised; view 2 blurred
+    # with p=0.1, solarised with p=0.2.
+    "byol": {**_BYOL, "blur_p": 1.0, "solarize_p": 0.0, "view2": {"blur_p": 0.1, "solarize_p": 0.2}},
     "crop_only": dict(flip_p=0.0, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0),
     "no_grayscale": dict(grayscale_p=0.0),
     # DINO's multi-crop (main_dino.py): 2 global crops of scale (0.4, 1), 8 local of (0.05, 0.4),

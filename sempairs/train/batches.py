@@ -119,6 +119,7 @@ class PairBatches:
         self.positives = torch.from_numpy(pairs.positive).to(home)
         self.loader_workers = loader_workers
         self.augment = BatchAugment(augment)
+        self.augment2 = BatchAugment(augment.second_view())  # the positive member's view (asymmetric presets)
         self.local_crops = augment.local_crops
         self.local_augment = BatchAugment(augment.local_view()) if augment.local_crops else None
         self.channels_last = channels_last
@@ -141,11 +142,12 @@ class PairBatches:
     def augment_pair(self, anchors: torch.Tensor, positives: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """(anchor view, positive view, *local views) of the pairs' uint8 member images.
 
+        The positive view uses ``augment.second_view()`` (the same pipeline unless ``augment.view2``).
         The n = ``local_crops`` local views are ``ceil(n/2)`` of the anchors, then ``floor(n/2)``
         of the positives; each member's local views come from one batched call on its repeated
         images (per-sample random parameters, so they are independent crops).
         """
-        views = [self.augment(anchors, generator=generator), self.augment(positives, generator=generator)]
+        views = [self.augment(anchors, generator=generator), self.augment2(positives, generator=generator)]
         first = (self.local_crops + 1) // 2
         for members, n in ((anchors, first), (positives, self.local_crops - first)):
             if n:
