@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 
-def write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """Write ``rows`` to ``path`` through a temporary file renamed over it; columns in first-seen order."""
+def write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """Write ``rows`` to ``path`` through a temporary file renamed over it; columns in first-seen order; return ``path``."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as f:
@@ -18,3 +18,4 @@ def write_rows(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)
+    return path

@@ -153,7 +153,7 @@ def pairs_mine_cmd(
         fail(str(exc))
     size = size or enc.size
     store = load(dataset, split, root, download, size)
-    emb = embed(store, enc.module, size, enc.mean, enc.std, device, batch_size)
+    emb = embed(store, enc, size, enc.mean, enc.std, device, batch_size)
     try:
         pairs = mine_pairs(emb, k, threshold, mutual, anchors, duplicate_threshold, backend, seed=seed,
                            meta={"encoder": str(encoder), "encoder_arch": enc.arch, "encoder_size": size,

@@ -43,6 +43,7 @@ from sempairs.eval.shift import shift_evaluate
 from sempairs.eval.transfer import transfer_evaluate
 from sempairs.train import TrainResult
 from sempairs.train.data import load_split
+from sempairs.train.loop import uses_cuda
 
 INVARIANCE_STRENGTH = 0.5
 INVARIANCE_IMAGES = 1000
@@ -84,7 +85,7 @@ def _test_split(cfg: RunConfig) -> str | None:
 def _loaded(result: TrainResult, cfg: RunConfig):
     """The run's trained backbone, on the GPU when the run may use one."""
     loaded = load_backbone(result.run_dir)
-    if cfg.train.accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available():
+    if uses_cuda(cfg):
         loaded.module.to("cuda")
     return loaded
 

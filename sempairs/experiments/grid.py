@@ -46,7 +46,7 @@ from sempairs.experiments.evaluators import EVALUATORS
 from sempairs.train import TrainingStopped, train
 from sempairs.train.checkpoint import LAST
 from sempairs.train.data import build_pairs, load_split
-from sempairs.train.loop import resolve_precision
+from sempairs.train.loop import resolve_precision, uses_cuda
 
 PAIRS_AXIS, TRANSFORMS_AXIS = "pairs", "transforms"
 PAIR_TERMS = ("ap", "sp")
@@ -283,7 +283,7 @@ def _writes_files() -> bool:
 
 
 def _device_name(cfg: RunConfig) -> str:
-    if cfg.train.accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available():
+    if uses_cuda(cfg):
         return torch.cuda.get_device_name(0)
     return "cpu" if cfg.train.accelerator == "auto" else cfg.train.accelerator
 

@@ -274,12 +274,15 @@ def pair_file_calibrations(exp: ExperimentConfig, out_dir: Path) -> list[Path]:
 
     files = dict.fromkeys(Path(term.split(":", 1)[1]) for value in exp.axes.get(PAIRS_AXIS, [])
                           for term in split_pair_terms(str(value)) if term.split(":", 1)[0] in PAIR_FILE_KINDS)
-    made = []
+    files = [file for file in files if file.exists()]
+    if not files:
+        return []
     cfg = expand(exp)[0].config
+    store = load_split(cfg.data, cfg.data.split, cfg.data.limit_per_class)  # the images the runs train on, read once
+    if store.labels is None:
+        return []
+    made = []
     for file in files:
-        store = load_split(cfg.data, cfg.data.split, cfg.data.limit_per_class)  # the images the runs train on
-        if not file.exists() or store.labels is None:
-            continue
         report = precision_report(load_pairs(file, store), store.labels, store.class_names)
         if not report["calibration"]:  # no score column: nothing to calibrate
             continue

@@ -18,6 +18,7 @@ from sempairs.eval.protocol import knn_evaluate
 from sempairs.train import build_method, train
 from sempairs.train.checkpoint import LAST
 from sempairs.train.data import load_run_data
+from sempairs.train.loop import uses_cuda
 
 ARMS = {"SP": "labels", "AP": "augmented"}
 LEGEND = ("SP: semantic pairs, two different images of one class, built from the labels (not a self-supervised "
@@ -33,7 +34,7 @@ def random_init_knn(cfg: RunConfig) -> dict:
     """kNN accuracy of the untrained backbone of ``cfg`` (same seed, data and protocol)."""
     torch.manual_seed(cfg.train.seed)
     data = load_run_data(cfg)
-    cuda = cfg.train.accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available()
+    cuda = uses_cuda(cfg)
     backbone = build_method(cfg).backbone.to("cuda" if cuda else "cpu")
     return knn_evaluate(backbone, data.train, data.test, cfg.data.size, cfg.augment.mean, cfg.augment.std,
                         k=cfg.knn.k, temperature=cfg.knn.temperature, batch_size=cfg.knn.batch_size, channels_last=cuda)

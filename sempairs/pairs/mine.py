@@ -16,21 +16,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sempairs.data.store import ImageStore
-from sempairs.eval.features import extract_features
+from sempairs.eval.backbones import LoadedBackbone
+from sempairs.eval.features import cached_features
 from sempairs.pairs.pairset import PairSet
 from sempairs.pairs.search import Backend, knn_search, resolve_backend
 
 MINED = "mined"
 
 
-def embed(store: ImageStore, encoder: nn.Module, size: int | None, mean, std, device=None, batch_size: int = 256) -> torch.Tensor:
+def embed(store: ImageStore, encoder: LoadedBackbone | nn.Module, size: int | None, mean, std, device=None,
+          batch_size: int = 256) -> torch.Tensor:
     """L2-normalised float32 features (N, D) of every image of ``store`` on ``device`` (None: CUDA if available).
 
-    ``size`` is the encoder's input resolution (None: the images' own).
+    ``size`` is the encoder's input resolution (None: the images' own). The features of a
+    :class:`LoadedBackbone` go through the evaluation feature cache (:func:`cached_features`), so
+    mining and evaluating one checkpoint on one split compute them once.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    encoder = encoder.to(device)
-    feats = extract_features(encoder, store.tensor(), size or store.size, mean, std, batch_size, channels_last=device.type == "cuda")
+    (encoder.module if isinstance(encoder, LoadedBackbone) else encoder).to(device)
+    feats = cached_features(encoder, store, size or store.size, mean, std, batch_size=batch_size,
+                            channels_last=device.type == "cuda")
     return F.normalize(feats, dim=1)
 
 

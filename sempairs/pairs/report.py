@@ -97,11 +97,6 @@ def _threshold_curve(pairs: PairSet, correct: np.ndarray, anchors: np.ndarray, n
     return rows
 
 
-def _write_csv(path: Path, rows: list[dict]) -> Path:
-    write_rows(path, rows)
-    return path
-
-
 def write_report(report: dict, path: str | Path) -> Path:
     """The report as indented JSON at ``path``."""
     path = Path(path)
@@ -154,5 +149,5 @@ def plot_calibration(report: dict, path: str | Path, title: str | None = None) -
                f"coverage {report['anchors_with_pair']}/{report['anchors']} anchors")
     fig.suptitle(f"{title}\n{summary}" if title else summary)
     fig.savefig(path)
-    return [path, _write_csv(path.with_name(path.stem + ".bins.csv"), cal),
-            _write_csv(path.with_name(path.stem + ".thresholds.csv"), thr)]
+    return [path, write_rows(path.with_name(path.stem + ".bins.csv"), cal),
+            write_rows(path.with_name(path.stem + ".thresholds.csv"), thr)]

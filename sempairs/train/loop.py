@@ -63,12 +63,16 @@ class TrainResult:
     knn: dict | None = None
 
 
+def uses_cuda(cfg: RunConfig) -> bool:
+    """Whether the run's accelerator setting lands on a CUDA device on this machine."""
+    return cfg.train.accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available()
+
+
 def resolve_precision(cfg: RunConfig) -> str:
     """``auto`` means bf16 mixed precision on CUDA and full float32 elsewhere."""
     if cfg.train.precision != "auto":
         return cfg.train.precision
-    wants_gpu = cfg.train.accelerator in ("auto", "cuda", "gpu")
-    return "bf16-mixed" if wants_gpu and torch.cuda.is_available() else "32-true"
+    return "bf16-mixed" if uses_cuda(cfg) else "32-true"
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
