@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -10,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sempairs.augment import AugmentConfig
+from sempairs.errors import SempairsError
 from sempairs.methods import METHODS
 from sempairs.models import BackboneConfig
 
@@ -25,6 +27,11 @@ class DataConfig(Strict):
     maps the cache file and training reads each batch from it with ``train.loader_workers``
     DataLoader processes (for stores larger than RAM); ``auto`` maps a file larger than a share of
     the available RAM (see ``sempairs.data.cache.opens_mapped``).
+
+    ``test_split: heldout`` evaluates on images carved from the training split instead of the
+    test split: the last ``heldout_per_class`` images of each class are held out, and training
+    (pairs, kNN memory) uses only the others. Choose recipes this way; keep the test split for
+    the final numbers.
     """
 
     dataset: str = "cifar10"
@@ -37,6 +44,7 @@ class DataConfig(Strict):
     limit_per_class: int | None = Field(None, gt=0)
     test_limit_per_class: int | None = Field(None, gt=0)
     memory: Literal["auto", "ram", "mmap"] = "auto"
+    heldout_per_class: int = Field(100, gt=0)
 
 
 class PairsConfig(Strict):
@@ -61,14 +69,30 @@ class PairsConfig(Strict):
 
 
 class OptimConfig(Strict):
-    """Optimiser and schedule; ``lr`` is per 256 images (scaled linearly with the batch size)."""
+    """Optimiser and schedule; ``lr`` is per 256 images (scaled linearly with the global batch size).
+
+    Keys a run config leaves out take the method's recipe (``recipe`` in its module, see
+    ``sempairs/methods``); the defaults here are the settings solo-learn's CIFAR recipes share.
+    ``weight_decay`` goes to weights only (biases and normalisation parameters get none);
+    ``final_weight_decay`` turns it into a cosine schedule from ``weight_decay`` to that value (DINO).
+    LARS: ``lars_eta`` is the trust coefficient, ``lars_clip`` caps the adapted learning rate at the
+    scheduled one (LARC, solo-learn's ``clip_lr``); weights are always adapted, biases and
+    normalisation parameters never, whatever the weight decay. ``clip_grad`` > 0 caps the L2 norm of
+    each parameter's gradient (DINO's per-parameter clipping). ``fixed_lr`` names modules of the
+    method whose learning rate stays at the peak, without warmup or decay (SimSiam's predictor).
+    """
 
     name: Literal["lars", "sgd", "adamw"] = "lars"
     lr: float = Field(0.4, gt=0)
     weight_decay: float = Field(1e-5, ge=0)
+    final_weight_decay: float | None = Field(None, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     warmup_epochs: float = Field(10, ge=0)
     min_lr: float = Field(0.0, ge=0)
+    lars_eta: float = Field(0.02, gt=0)
+    lars_clip: bool = True
+    clip_grad: float = Field(0.0, ge=0)
+    fixed_lr: list[str] = []
 
 
 class TrainSettings(Strict):
@@ -77,7 +101,9 @@ class TrainSettings(Strict):
     ``compile`` runs the backbone through torch.compile; ``data_on_device`` keeps the uint8 images
     of an in-RAM store on the GPU (None: when they take at most a quarter of its free memory).
     ``loader_workers``: DataLoader processes reading a memory-mapped store (``data.memory``; None:
-    min(8, CPU count)); in-RAM stores use none.
+    min(8, CPU count)); in-RAM stores use none. ``batch_size`` is global: each of the N processes
+    takes batch_size / N pairs per step. ``sync_batchnorm`` computes BatchNorm statistics over the
+    global batch (None: on when there is more than one process).
     """
 
     epochs: int = Field(100, gt=0)
@@ -89,12 +115,13 @@ class TrainSettings(Strict):
     strategy: str = "auto"
     precision: str = "auto"
     channels_last: bool = True
-    compile: bool = False
+    compile: bool | Literal["auto"] = "auto"
     data_on_device: bool | None = None
     loader_workers: int | None = Field(None, ge=0)
     checkpoint_every: int = Field(10, gt=0)
     log_every: int = Field(50, gt=0)
     collapse_std: float = Field(0.01, ge=0)
+    sync_batchnorm: bool | None = None
 
     @property
     def workers(self) -> int:
@@ -121,6 +148,30 @@ def _method_type():
 MethodConfig = _method_type()
 
 
+def _key(section, key: str):
+    """``section[key]`` of a config section given as a mapping or a model (None when absent)."""
+    return section.get(key) if isinstance(section, dict) else getattr(section, key, None)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """A nested mapping as one level of dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def plain_name(value: str) -> str:
+    """``value`` if it can name one folder inside an output folder, else a ValueError saying what is allowed."""
+    if value in ("", ".", "..") or value != value.strip() or any(c in value for c in "/\\\0"):
+        raise ValueError(f"{value!r} names a folder inside out_dir: give a plain name, without '/', '\\', surrounding "
+                         "spaces, and other than '.' or '..'")
+    return value
+
+
 class RunConfig(Strict):
     """One pretraining run: data, pairs, backbone, method, augmentation, optimiser, training, kNN."""
 
@@ -135,12 +186,42 @@ class RunConfig(Strict):
     train: TrainSettings = TrainSettings()
     knn: KnnConfig = KnnConfig()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _method_recipe(cls, data):
+        """Optimiser keys the config leaves out take the method's recipe; keys it gives win."""
+        if not isinstance(data, dict):
+            return data
+        method, backbone, optim = data.get("method"), data.get("backbone"), data.get("optim", {})
+        name = _key(method, "name") or "simclr"
+        if name not in METHODS:
+            return data  # the method's own validation names the error
+        if isinstance(optim, BaseModel):
+            optim = optim.model_dump(exclude_unset=True)
+        if not isinstance(optim, dict):
+            return data
+        recipe = METHODS[name].recipe_for(_key(backbone, "name") or BackboneConfig().name)
+        return {**data, "optim": {**recipe, **optim}}
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        return plain_name(value)
+
     @field_validator("method", mode="before")
     @classmethod
     def _default_method(cls, value):
         if isinstance(value, dict) and "name" not in value:
             return {"name": "simclr", **value}
         return value
+
+    @model_validator(mode="after")
+    def _numbers_finite(self):
+        for key, value in flatten(self.model_dump()).items():
+            for number in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(number, float) and not math.isfinite(number):
+                    raise ValueError(f"{key}: {number} is not a finite number; give a finite value")
+        return self
 
     @model_validator(mode="after")
     def _sizes_agree(self):
@@ -166,7 +247,7 @@ class RunConfig(Strict):
         return Path(self.out_dir) / self.name
 
 
-class ConfigError(ValueError):
+class ConfigError(SempairsError, ValueError):
     """A configuration that cannot run; the message names each bad key and what is allowed."""
 
 
@@ -192,10 +273,11 @@ def parse_overrides(items: list[str]) -> dict:
     return tree
 
 
-def _merge(base: dict, extra: dict) -> dict:
+def merge(base: dict, extra: dict) -> dict:
+    """``base`` with ``extra`` merged in, section by section (values of ``extra`` win)."""
     out = dict(base)
     for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 
@@ -208,7 +290,7 @@ def _describe(err: ValidationError, source: str) -> str:
         elif e["type"] == "extra_forbidden":
             lines.append(f"  {key}: unknown key")
         else:
-            lines.append(f"  {key}: {e['msg']} (got {e.get('input')!r})")
+            lines.append(f"  {key}: {e['msg'].removeprefix('Value error, ')} (got {e.get('input')!r})")
     return "\n".join(lines)
 
 
@@ -217,10 +299,13 @@ def read_yaml_mapping(path: str | Path, kind: str, keys: str) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{kind} file {path} does not exist")
-    try:
-        loaded = yaml.safe_load(path.read_text()) or {}
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder: give the {kind} YAML file itself")
+    try:  # from bytes, YAML reads UTF-8 and, by their byte-order mark, UTF-8-BOM and UTF-16 files
+        loaded = yaml.safe_load(path.read_bytes()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        fix = "save it as UTF-8" if isinstance(exc, yaml.reader.ReaderError) else "correct the place named"
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}. Fix: {fix}") from exc
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: the top level must be a mapping ({keys}, ...)")
     return loaded
@@ -231,9 +316,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     tree = dict(base or {})
     source = "defaults"
     if path is not None:
-        tree = _merge(tree, read_yaml_mapping(path, "config", "sections data, pairs"))
+        tree = merge(tree, read_yaml_mapping(path, "config", "sections data, pairs"))
         source = str(path)
-    tree = _merge(tree, parse_overrides(overrides or []))
+    tree = merge(tree, parse_overrides(overrides or []))
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as err:

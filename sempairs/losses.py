@@ -70,7 +70,16 @@ def _check_pair(a: Tensor, b: Tensor, names: str) -> None:
 # --------------------------------------------------------------------------- SimCLR / SupCon
 
 
-def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5, positives: Tensor | None = None) -> Tensor:
+def nt_xent(
+    z1: Tensor,
+    z2: Tensor,
+    temperature: float = 0.5,
+    positives: Tensor | None = None,
+    *,
+    columns: tuple[Tensor, Tensor] | None = None,
+    offset: int = 0,
+    exclude: Tensor | None = None,
+) -> Tensor:
     r"""NT-Xent (normalised temperature-scaled cross-entropy), SimCLR.
 
     Chen, Kornblith, Norouzi, Hinton, "A Simple Framework for Contrastive
@@ -102,28 +111,59 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float = 0.5, positives: Tensor 
     ``positives=None`` and ``positives=eye(N)`` give exactly the same loss. The
     matrix is used as given (it is not symmetrised).
 
+    Local rows against global columns (lightly's distributed form): with
+    ``columns=(Z1, Z2)``, the ``(M, D)`` projections of a whole batch of which
+    ``z1``, ``z2`` are the pairs ``offset .. offset + N - 1`` (one process's share
+    of a batch gathered across processes), the anchors are the ``2N`` local views
+    and the views scored against are all ``2M`` views of ``columns``; the loss is
+    the mean over the local anchors (``positives``, if given, is then ``(N, M)``:
+    local pairs by batch pairs). The full ``2M x 2M`` matrix is never built, and
+    the mean of this loss over the processes' shares is the loss of the whole
+    batch.
+
+    ``exclude`` is an optional ``(2N, 2M)`` boolean matrix over *views* (rows:
+    the anchors ``cat(z1, z2)``, columns: ``cat(columns)``): ``exclude[a, b]``
+    removes view ``b`` from the denominator of anchor ``a`` (e.g. the views of
+    images of the anchor's class when labels are known: same-class negatives
+    masked, without adding them as positives). An anchor's own positives are
+    never removed.
+
     The similarity is computed in float32 (float64 if the inputs are float64)
     with autocast disabled, and the denominator with ``logsumexp``.
     """
     _check_pair(z1, z2, "z1 and z2")
     _check_temperature(temperature)
     n = z1.shape[0]
+    if columns is None:
+        columns, offset = (z1, z2), 0
+    _check_pair(columns[0], columns[1], "columns")
+    m = columns[0].shape[0]
+    if columns[0].shape[1] != z1.shape[1] or not 0 <= offset <= m - n:
+        raise ValueError(f"z1 {tuple(z1.shape)} at offset {offset} must be rows of the columns {tuple(columns[0].shape)}")
     with _no_autocast(z1):
-        z = torch.cat([_wide(z1), _wide(z2)], dim=0)
-        if z.dtype != torch.float64:
-            z = z.float()
-        z = F.normalize(z, dim=1)
-        sim = (z @ z.T) / temperature
-        self_mask = torch.eye(2 * n, dtype=torch.bool, device=z.device)
-        sim = sim.masked_fill(self_mask, float("-inf"))
+        dt = torch.float64 if z1.dtype == torch.float64 else torch.float32
+        anchors = F.normalize(torch.cat([z1, z2], dim=0).to(dt), dim=1)
+        views = F.normalize(torch.cat(columns, dim=0).to(dt), dim=1)
+        rows = torch.arange(2 * n, device=anchors.device)
+        own = rows % n + offset + (rows >= n) * m  # the column of each anchor itself
+        self_mask = torch.zeros(2 * n, 2 * m, dtype=torch.bool, device=anchors.device)
+        self_mask[rows, own] = True
+        sim = (anchors @ views.T / temperature).masked_fill(self_mask, float("-inf"))
+        if exclude is not None:
+            if positives is not None:
+                raise ValueError("give positives (SupCon) or exclude (masked negatives), not both")
+            if exclude.shape != (2 * n, 2 * m):
+                raise ValueError(f"exclude must have shape ({2 * n}, {2 * m}), got {tuple(exclude.shape)}")
+            drop = exclude.to(device=anchors.device, dtype=torch.bool).clone()
+            drop[rows, (own + m) % (2 * m)] = False  # the partner view stays
+            sim = sim.masked_fill(drop, float("-inf"))
         log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
         if positives is None:
-            rows = torch.arange(2 * n, device=z.device)
-            return -log_prob[rows, (rows + n) % (2 * n)].mean()
-        if positives.shape != (n, n):
-            raise ValueError(f"positives must have shape ({n}, {n}), got {tuple(positives.shape)}")
-        pos = positives.to(device=z.device) != 0
-        pos = pos | torch.eye(n, dtype=torch.bool, device=z.device)
+            return -log_prob[rows, (own + m) % (2 * m)].mean()
+        if positives.shape != (n, m):
+            raise ValueError(f"positives must have shape ({n}, {m}), got {tuple(positives.shape)}")
+        pos = positives.to(device=anchors.device) != 0
+        pos = pos | self_mask[:n, :m]  # a pair's own views are always positives
         pos = pos.repeat(2, 2) & ~self_mask
         per_anchor = -log_prob.masked_fill(~pos, 0.0).sum(dim=1) / pos.sum(dim=1)
         return per_anchor.mean()
@@ -405,7 +445,14 @@ def nearest_neighbour(z: Tensor, support: Tensor) -> Tensor:
 
 
 def nnclr_loss(
-    z1: Tensor, z2: Tensor, support: Tensor, temperature: float = 0.1, p1: Tensor | None = None, p2: Tensor | None = None
+    z1: Tensor,
+    z2: Tensor,
+    support: Tensor,
+    temperature: float = 0.1,
+    p1: Tensor | None = None,
+    p2: Tensor | None = None,
+    *,
+    offset: int = 0,
 ) -> Tensor:
     r"""NNCLR loss (Dwibedi et al., ICCV 2021).
 
@@ -413,17 +460,22 @@ def nnclr_loss(
     :math:`q2` the predictions ``p2`` of view 2 (or ``z2`` itself without a predictor)
     and all vectors L2-normalised,
 
-    .. math::  L_{1 \to 2} = \frac1N \sum_i -\log \frac{\exp(n_i \cdot q2_i / t)}
+    .. math::  L_{1 \to 2} = \frac1N \sum_i -\log \frac{\exp(n_i \cdot q2_{o+i} / t)}
                {\sum_k \exp(n_i \cdot q2_k / t)}
 
     and symmetrically :math:`L_{2 \to 1}` with :math:`NN(z2_i)` against ``p1`` (or ``z1``);
-    the loss is :math:`(L_{1 \to 2} + L_{2 \to 1}) / 2`.
+    the loss is :math:`(L_{1 \to 2} + L_{2 \to 1}) / 2`. The rows are the ``N`` pairs
+    of ``z1``, ``z2``; the columns ``p1``, ``p2`` may be a whole batch (``(M, D)``, e.g.
+    gathered across processes) of which the rows are the pairs from ``offset`` = o on
+    (local rows against global columns, solo-learn's distributed form).
     """
     _check_pair(z1, z2, "z1 and z2")
     _check_temperature(temperature)
     q1 = z1 if p1 is None else p1
     q2 = z2 if p2 is None else p2
     _check_pair(q1, q2, "p1 and p2")
+    if q1.shape[1] != z1.shape[1] or not 0 <= offset <= q1.shape[0] - z1.shape[0]:
+        raise ValueError(f"z1 {tuple(z1.shape)} at offset {offset} must be rows of the columns {tuple(q1.shape)}")
     nn1 = nearest_neighbour(z1, support)
     nn2 = nearest_neighbour(z2, support)
     with _no_autocast(q1):
@@ -431,7 +483,7 @@ def nnclr_loss(
         a1, a2 = F.normalize(q1.to(dt), dim=1), F.normalize(q2.to(dt), dim=1)
         b1 = F.normalize(nn1.to(device=q1.device, dtype=dt), dim=1)
         b2 = F.normalize(nn2.to(device=q1.device, dtype=dt), dim=1)
-        target = torch.arange(q1.shape[0], device=q1.device)
+        target = offset + torch.arange(z1.shape[0], device=q1.device)
         l12 = F.cross_entropy(b1 @ a2.T / temperature, target)
         l21 = F.cross_entropy(b2 @ a1.T / temperature, target)
         return 0.5 * (l12 + l21)

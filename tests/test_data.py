@@ -61,7 +61,8 @@ def test_folder_sorted_classes_paths_and_exact_pixels(png_folder):
     for i, image_id in enumerate(store.ids):
         np.testing.assert_array_equal(store.images[i], written[image_id])
     test = read_image_folder(root, "test")
-    assert test.ids == ["test/cat/y.png", "test/dog/z.png"] and test.labels.tolist() == [0, 1]
+    assert test.ids == ["test/cat/y.png", "test/dog/z.png"]
+    assert test.class_names == store.class_names and test.labels.tolist() == [1, 2]  # numbered as in train (no test ants)
 
 
 def test_folder_without_split_level_is_train(tmp_path):

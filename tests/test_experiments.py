@@ -15,7 +15,7 @@ from sempairs.cli import app
 from sempairs.config import ConfigError
 from sempairs.csvio import write_rows
 from sempairs.experiments import grid
-from sempairs.experiments.grid import ExperimentConfig, cell_dirname, expand, load_experiment, run_grid
+from sempairs.experiments.grid import ExperimentConfig, cell_dirname, cell_hash, expand, load_experiment, run_grid
 from sempairs.experiments.plots import balanced_subset, make_plots
 from sempairs.experiments.report import write_report
 
@@ -23,6 +23,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PUBLISHED = {"exp_method_comparison.yaml": 18, "exp_long_training.yaml": 12, "exp_transform_ablation.yaml": 18,
              "exp_images_per_class.yaml": 12, "exp_sepp_id.yaml": 6}
 SHORT = {"exp_methods_short.yaml": 8}  # not a published comparison: a short budget per method
+CPU = {"exp_cpu_study.yaml": 18, "exp_cpu_recipe.yaml": 12}  # sized for the 2-core CPU (docs/results.md)
 
 
 def tiny_base(zip_path) -> dict:
@@ -160,7 +161,8 @@ def test_report_and_plots_from_results_alone(tmp_path):
     top1 = [10.0 + i for i in range(len(cells))]
     for i, cell in enumerate(cells[:-1]):  # the last cell has not run
         rows.append({"cell": cell.id, **cell.values, "epochs": "100", "num_pairs": "500", "knn_top1": top1[i],
-                     "knn_top5": top1[i] + 50, "seconds": "60", "run_dir": str(cell.run_dir), "error": ""})
+                     "knn_top5": top1[i] + 50, "seconds": "60", "run_dir": str(cell.run_dir), "error": "",
+                     "config_hash": cell_hash(cell)})
     rows[0].update(knn_top1="", knn_top5="", error="the loss became nan in epoch 3")
     exp.directory.mkdir(parents=True)
     write_rows(exp.results_path, rows)
@@ -197,7 +199,20 @@ def test_published_comparison_configs_expand(name):
 
 
 def test_every_shipped_experiment_config_is_checked():
-    assert {p.name for p in CONFIGS.glob("exp_*.yaml")} == set(PUBLISHED) | set(SHORT)
+    assert {p.name for p in CONFIGS.glob("exp_*.yaml")} == set(PUBLISHED) | set(SHORT) | set(CPU)
+
+
+@pytest.mark.parametrize("name", sorted(CPU))
+def test_cpu_configs_expand_and_the_recipe_is_chosen_on_held_out_training_images(name):
+    cells = expand(load_experiment(CONFIGS / name))
+    assert len(cells) == CPU[name] and len({c.id for c in cells}) == len(cells)
+    for cell in cells:
+        cfg = cell.config
+        assert (cfg.backbone.name, cfg.backbone.small_stem, cfg.data.size, len(cfg.data.classes)) == ("resnet18", False, 32, 5)
+        assert cfg.data.test_split == ("heldout" if "recipe" in name else "test")
+        if cell.mined is not None:  # SePP-ID mines with the checkpoint of the same seed's ap cell
+            assert cell.encoder.values["pairs"] == "ap"
+            assert cell.encoder.values["train.seed"] == cell.values["train.seed"]
 
 
 @pytest.mark.parametrize("name", sorted(SHORT))
@@ -225,3 +240,66 @@ def test_a_stopped_cell_is_recorded_and_not_retried(tiny_cifar_zip, tmp_path, mo
     assert run_grid(exp, progress=False, log=lambda line: None) == [row]
     report = write_report(exp).read_text()
     assert "## Stopped runs" in report and "collapsed" in report
+
+
+def test_skip_rules_drop_cells_and_sepp_cells_link_their_ap_encoder(tmp_path):
+    exp = ExperimentConfig(name="sepp", out_dir=str(tmp_path), base={"pairs": {"per_class": 5}},
+                           axes={"transforms": ["simclr", "crop_only"], "pairs": ["ap+mined", "ap", "sp"], "train.seed": [0, 1]},
+                           skip=[{"transforms": "crop_only", "pairs": "ap+mined"}])
+    cells = {c.id: c for c in expand(exp)}
+    assert len(cells) == 2 * 3 * 2 - 2 and not any("crop_only,pairs=ap+mined" in i for i in cells)
+    mined = cells["transforms=simclr,pairs=ap+mined,train.seed=1"]
+    assert mined.encoder is cells["transforms=simclr,pairs=ap,train.seed=1"]
+    assert mined.config.pairs.source == "augmented" and mined.config.pairs.add_files == [str(mined.mined)]
+    assert mined.mined.parent == mined.run_dir and mined.added_sp is None
+    assert cell_hash(mined) != cell_hash(mined, grid.MiningSettings(k=2))  # how it mines is part of what it is
+    with pytest.raises(ConfigError, match="add ap to the pairs axis"):
+        expand(ExperimentConfig(name="x", out_dir=str(tmp_path), axes={"pairs": ["ap+mined", "sp"]}))
+    with pytest.raises(ConfigError, match="use ap\\+mined"):
+        expand(ExperimentConfig(name="x", out_dir=str(tmp_path), axes={"pairs": ["sp+mined", "ap"]}))
+    with pytest.raises(ValueError, match="must name axes of the grid"):
+        ExperimentConfig(name="x", axes={"pairs": ["ap"]}, skip=[{"transform": "crop_only"}])
+
+
+def test_sepp_cell_mines_nearest_neighbours_of_the_ap_checkpoint(tiny_cifar_zip, tmp_path, monkeypatch):
+    import torch
+
+    from sempairs.eval.backbones import load_backbone
+    from sempairs.pairs import load_pairs
+    from sempairs.pairs.mine import embed
+    from sempairs.train.data import load_split
+
+    base = tiny_base(tiny_cifar_zip)
+    base["knn"]["every"] = 0
+    exp = ExperimentConfig(name="sepp", out_dir=str(tmp_path), base=base, axes={"pairs": ["ap+mined", "ap"]},
+                           mining={"k": 1, "duplicate_threshold": None})
+    order = []
+    real_train = grid.train
+    monkeypatch.setattr(grid, "train", lambda cfg, **kw: order.append(cfg.name) or real_train(cfg, **kw))
+    rows = {r["pairs"]: r for r in run_grid(exp, progress=False, log=lambda _: None)}
+    assert order == ["pairs=ap", "pairs=ap+mined"]  # the encoder trains first, whatever the axis order
+    cells = {c.values["pairs"]: c for c in expand(exp)}
+    cfg = cells["ap+mined"].config
+    store = load_split(cfg.data, cfg.data.split, cfg.data.limit_per_class)
+    mined = load_pairs(cells["ap+mined"].mined, store)
+    # independent check: each anchor's partner is its most cosine-similar other image under the AP checkpoint
+    encoder = load_backbone(cells["ap"].run_dir)
+    feats = torch.nn.functional.normalize(embed(store, encoder, encoder.size, encoder.mean, encoder.std), dim=1)
+    sim = feats @ feats.T
+    sim.fill_diagonal_(-2)
+    best = sim.argmax(dim=1).numpy()
+    assert all(best[a] == p or best[p] == a for a, p in zip(mined.anchor, mined.positive))
+    same = float(np.mean(store.labels[mined.anchor] == store.labels[mined.positive]))
+    assert float(rows["ap+mined"]["mined_precision"]) == pytest.approx(100 * same)
+    assert int(rows["ap+mined"]["mined_pairs"]) == len(mined) and int(rows["ap+mined"]["num_pairs"]) == 40 + len(mined)
+
+
+def test_a_section_axis_sets_several_keys_of_one_cell(tmp_path):
+    exp = ExperimentConfig(name="arch", out_dir=str(tmp_path), axes={
+        "backbone": [{"small_stem": False}, {"small_stem": True, "width": 0.25}], "train.seed": [0]})
+    backbones = [c.config.backbone for c in expand(exp)]
+    assert [(b.small_stem, b.width) for b in backbones] == [(False, 1.0), (True, 0.25)]
+    with pytest.raises(ValueError, match="each value is a mapping"):
+        ExperimentConfig(name="x", axes={"backbone": ["resnet50"]})
+    with pytest.raises(ConfigError, match="another axis sets too"):
+        expand(ExperimentConfig(name="x", out_dir=str(tmp_path), axes={"backbone": [{"width": 0.5}], "backbone.width": [1.0]}))

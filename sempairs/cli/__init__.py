@@ -6,30 +6,31 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
 
 from sempairs.cli import eval as eval_commands
 from sempairs.cli import experiment as experiment_commands
 from sempairs.cli import pairs as pairs_commands
-from sempairs.cli.common import DownloadOpt, console, fail
+from sempairs.cli import review as review_commands
+from sempairs.cli.common import DownloadOpt, ErrorReportingGroup, console, fail
 
-app = typer.Typer(help="Self-supervised learning with semantic positive pairs.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="Self-supervised learning with semantic positive pairs.", no_args_is_help=True, add_completion=False,
+                  cls=ErrorReportingGroup)
 app.add_typer(pairs_commands.app, name="pairs")
 app.add_typer(eval_commands.app, name="eval")
+app.add_typer(review_commands.app, name="review")
 app.command()(experiment_commands.experiment)
 
 
 @app.command()
 def datasets() -> None:
-    """List the named datasets and where local copies were found."""
+    """List the named datasets and where local copies were found (one line each, paths never wrapped)."""
     from sempairs.data.registry import list_datasets
 
-    table = Table("name", "classes", "splits", "found at")
-    table.columns[3].overflow = "fold"
+    lines = [f"{'name':<9} {'classes':>7}  {'splits':<24} found at"]
     for row in list_datasets():
-        table.add_row(str(row["name"]), str(row["num_classes"]), ", ".join(row["splits"]),
-                      str(row["found"] or "not found (set SEMPAIRS_DATA or use --download)"))
-    console.print(table)
+        found = row["found"] or "not found (set SEMPAIRS_DATA or use --download)"
+        lines.append(f"{row['name']:<9} {row['num_classes']:>7}  {', '.join(row['splits']):<24} {found}")
+    console.print("\n".join(lines), highlight=False)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -39,7 +40,7 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run from its last checkpoint."),
 ) -> None:
     """Pretrain: sempairs train CONFIG.yaml section.key=value ... (overrides optional)."""
-    from sempairs.config import ConfigError, load_config
+    from sempairs.config import load_config
     from sempairs.train import TrainingStopped
     from sempairs.train import train as run_training
 
@@ -47,29 +48,28 @@ def train(
     if config is not None and "=" in str(config) and not config.exists():
         overrides.insert(0, str(config))  # no config file, only overrides
         config = None
-    try:
-        cfg = load_config(config, overrides)
-    except ConfigError as exc:
-        fail(str(exc))
+    cfg = load_config(config, overrides)
     try:
         result = run_training(cfg, resume=resume)
-    except (TrainingStopped, FileExistsError, FileNotFoundError, ValueError) as exc:
+    except TrainingStopped as exc:
+        if exc.rank:  # every process stopped at the same step; process 0 reports it and sets the exit status
+            raise typer.Exit(0) from None
         fail(str(exc))
-    if result.knn:
+    if result.knn and result.rank == 0:
         console.print(f"kNN top-1 {result.knn['knn_top1']:.2f}%  top-5 {result.knn['knn_top5']:.2f}%  ({result.run_dir})")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def quickstart(
+    ctx: typer.Context,
     out_dir: Path = typer.Option(Path("runs/quickstart"), help="Where the runs go."),
     dataset: str = typer.Option("cifar10", help="Labelled dataset (found locally, or --download)."),
     download: bool = DownloadOpt,
+    seeds: Optional[int] = typer.Option(None, min=1, help="Seeds per arm (default: the embedded config's, 2)."),
 ) -> None:
-    """A short SimCLR comparison: semantic pairs (from labels) vs matched augmented pairs, kNN on test."""
-    from sempairs.config import ConfigError
+    """SP vs matched AP vs AP+SP vs random init over seeds, kNN on seen and unseen classes. Extra key=value
+    arguments change the embedded run settings (e.g. train.epochs=30)."""
+    from sempairs.config import parse_overrides
     from sempairs.experiments.quickstart import run_quickstart
 
-    try:
-        run_quickstart(out_dir, dataset, download, console)
-    except (ConfigError, FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
+    run_quickstart(out_dir, dataset, download, console, parse_overrides(list(ctx.args)), seeds)

@@ -1,29 +1,95 @@
-"""Pieces shared by the command groups: console, errors, dataset loading, common options."""
+"""Pieces shared by the command groups: consoles, error reporting, dataset loading, common options.
+
+Errors: a command lets the project's own errors (:class:`sempairs.errors.SempairsError`) and the
+OS errors users meet (permission denied, disk full, a folder or a missing file where a file is
+needed) rise; :class:`ErrorReportingGroup` prints each as one line naming the file and the fix
+and exits with status 2. Any other exception is a bug and keeps its traceback. Messages are never
+hard-wrapped (``soft_wrap``), so they read and grep the same at any terminal width.
+"""
 
 from __future__ import annotations
 
+import errno
+import warnings
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
-console = Console()
+from sempairs.errors import InputError, SempairsError, SempairsWarning
+
+console = Console(soft_wrap=True)
+error_console = Console(stderr=True, soft_wrap=True)
+
+FULL_DISK = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 
 
 def fail(message: str) -> None:
     """Print ``message`` as an error and exit with status 2."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(2)
 
 
+def user_message(exc: BaseException) -> str | None:
+    """The one-line message for an error the user can fix (see the module docstring), or None for a bug."""
+    if isinstance(exc, SempairsError):
+        return str(exc)
+    name = getattr(exc, "filename", None)
+    if isinstance(exc, PermissionError):
+        return f"permission denied: {name}. Fix: give your user access to it (chmod / chown), or use another path"
+    if isinstance(exc, OSError) and exc.errno in FULL_DISK:
+        return (f"no space left on the device while writing {name} (no partial file was kept). Fix: free some space, "
+                "or write elsewhere (out_dir=..., --out ..., SEMPAIRS_CACHE=...)")
+    if isinstance(exc, IsADirectoryError):
+        return f"{name} is a folder, where a file is needed. Fix: give the path of the file"
+    if isinstance(exc, NotADirectoryError):
+        return f"{name}: a part of this path is a file, where a folder is needed. Fix: correct the path"
+    if isinstance(exc, FileNotFoundError):
+        return str(exc) if name is None else f"{name} does not exist. Fix: correct the path"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({exc}). Fix: save it as UTF-8"
+    return None
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning) -> None:
+    if issubclass(category, SempairsWarning):
+        error_console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
+class ErrorReportingGroup(TyperGroup):
+    """The command group of ``sempairs``: user errors as one line (exit 2), SempairsWarnings as one line."""
+
+    def invoke(self, ctx):
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            try:
+                return super().invoke(ctx)
+            except Exception as exc:
+                message = user_message(exc)
+                if message is None:
+                    raise
+                fail(message)
+
+
+def check_output(out: Path | None, *inputs: str | Path | None) -> None:
+    """Refuse (InputError) an output path that is one of the command's input files: a command never overwrites its inputs."""
+    if out is None or not out.exists():
+        return
+    for item in inputs:
+        if item is not None and Path(item).exists() and Path(item).resolve() == out.resolve():
+            raise InputError(f"{out} is an input of this command, which it never overwrites. Fix: choose another output path")
+
+
 def load(dataset: str, split: str, root: Optional[str], download: bool, size: Optional[int] = None):
-    """A dataset split, or a clean error exit naming what is wrong."""
+    """A dataset split (errors rise to :class:`ErrorReportingGroup`)."""
     from sempairs.data.registry import load_dataset
 
-    try:
-        return load_dataset(dataset, split=split, size=size, download=download, root=root)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
+    return load_dataset(dataset, split=split, size=size, download=download, root=root)
 
 
 DatasetArg = typer.Argument(..., help="cifar10 | cifar100 | stl10 | image folder | zip of one | .npz")

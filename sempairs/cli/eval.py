@@ -13,14 +13,14 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.table import Table
 
-from sempairs.cli.common import DownloadOpt, RootOpt, console, fail, load
+from sempairs.atomic import write_text
+from sempairs.cli.common import DownloadOpt, RootOpt, check_output, console, fail, load
 
 _clock = {"start": time.perf_counter()}
 app = typer.Typer(help="Evaluate a pretrained checkpoint.", no_args_is_help=True)
@@ -42,20 +42,12 @@ def _device(name: str):
     return torch.device(name)
 
 
-def _guard(fn: Callable, *args, **kwargs):
-    """Run ``fn``; a missing or unreadable file or a bad value becomes a clean error exit."""
-    try:
-        return fn(*args, **kwargs)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
-
-
 def _backbone(checkpoint: Path, arch: Optional[str], device: str):
     """The backbone on ``device``; the clock of the results' ``wall_seconds`` starts here."""
     from sempairs.eval.backbones import load_backbone
 
     _clock["start"] = time.perf_counter()
-    loaded = _guard(load_backbone, checkpoint, arch)
+    loaded = load_backbone(checkpoint, arch)
     loaded.module.to(_device(device))
     return loaded
 
@@ -81,13 +73,14 @@ def _result_path(checkpoint: Path, protocol: str) -> Path:
 def _write(loaded, protocol: str, result: dict, out: Optional[Path]) -> Path:
     if out is None:
         out = _result_path(loaded.path, protocol)
+    check_output(out, loaded.path)
     import torch
 
     out.parent.mkdir(parents=True, exist_ok=True)
     device = next(loaded.module.parameters()).device
     timing = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "wall_seconds": round(time.perf_counter() - _clock["start"], 2), "date": datetime.date.today().isoformat()}
-    out.write_text(json.dumps({"checkpoint": str(loaded.path), "protocol": protocol, **result, **timing}, indent=2))
+    write_text(out, json.dumps({"checkpoint": str(loaded.path), "protocol": protocol, **result, **timing}, indent=2))
     console.print(f"{protocol}: {timing['wall_seconds']:.1f} s on {timing['device']} (loading, features, fitting)")
     return out
 
@@ -105,7 +98,7 @@ def _table(title: str, columns: list[str], rows: list[list], path: Optional[Path
 def _splits(loaded, dataset: str, root: Optional[str], download: bool, train_split: str, test_split: str):
     from sempairs.eval.transfer import labelled_features
 
-    return [_guard(labelled_features, loaded, dataset, split, root, download) for split in (train_split, test_split)]
+    return [labelled_features(loaded, dataset, split, root, download) for split in (train_split, test_split)]
 
 
 @app.command("knn")
@@ -133,7 +126,7 @@ def eval_knn(
               "knn_temperature": temperature, "train_images": len(train_y), "test_images": len(test_y),
               "dataset": dataset}
     legacy = loaded.path.parent / "knn.json"
-    legacy.write_text(json.dumps(result, indent=2))
+    write_text(legacy, json.dumps(result, indent=2))
     path = _write(loaded, "knn", result, out)
     console.print(f"kNN (k={k}, t={temperature}) on {dataset}: top-1 {result['knn_top1']:.2f}%  "
                   f"top-5 {result['knn_top5']:.2f}%  -> {legacy}, {path}")
@@ -166,8 +159,8 @@ def eval_linear(
         from sempairs.eval.linear import linear_probe_augmented
 
         train, test = (load(dataset, split, root, download, loaded.size) for split in (train_split, test_split))
-        result = _guard(linear_probe_augmented, loaded.module, train, test, loaded.size, loaded.mean, loaded.std,
-                        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+        result = linear_probe_augmented(loaded.module, train, test, loaded.size, loaded.mean, loaded.std,
+                                         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
         path = _write(loaded, "linear_augmented", {**result, "dataset": dataset}, out)
         _table(f"augmented linear probe on {dataset}", ["top-1 %", "top-5 %", "epochs"],
                [[result["linear_aug_top1"], result["linear_aug_top5"], epochs]], path)
@@ -175,8 +168,8 @@ def eval_linear(
     from sempairs.eval.linear import linear_probe
 
     (train_x, train_y, names, _), (test_x, test_y, _, _) = _splits(loaded, dataset, root, download, train_split, test_split)
-    result = _guard(linear_probe, train_x, train_y, test_x, test_y, len(names), l2=l2, val_fraction=val_fraction,
-                    seed=seed, max_iter=max_iter)
+    result = linear_probe(train_x, train_y, test_x, test_y, len(names), l2=l2, val_fraction=val_fraction,
+                           seed=seed, max_iter=max_iter)
     path = _write(loaded, "linear", {**result, "dataset": dataset}, out)
     if result["linear_val_curve"]:
         _table("L2 selection (validation part of the train split)", ["L2", "val top-1 %"],
@@ -208,8 +201,8 @@ def eval_fewshot(
     (train_x, train_y, names, _), (test_x, test_y, _, _) = _splits(loaded, dataset, _root(loaded, root), download,
                                                                    "train", "test")
     fractions = fraction or ([] if per_class else [0.01, 0.1])
-    result = _guard(fewshot_probe, train_x, train_y, test_x, test_y, len(names), fractions=fractions,
-                    per_class=per_class or [], seeds=list(range(seeds)), l2=l2, max_iter=max_iter)
+    result = fewshot_probe(train_x, train_y, test_x, test_y, len(names), fractions=fractions,
+                            per_class=per_class or [], seeds=list(range(seeds)), l2=l2, max_iter=max_iter)
     path = _write(loaded, "fewshot", {"dataset": dataset, "settings": result}, out)
     _table(f"few-label linear probe on {dataset} ({seeds} seeds)", ["labels", "images", "top-1 %", "top-5 %"],
            [[name, r["runs"][0]["labelled_images"], f"{r['top1_mean']:.2f} ± {r['top1_std']:.2f}",
@@ -238,8 +231,8 @@ def eval_transfer(
     loaded = _backbone(checkpoint, arch, device)
     datasets = data or [_dataset(loaded, None)]
     subset = classes if classes in (None, "seen", "unseen") else [c.strip() for c in classes.split(",") if c.strip()]
-    result = _guard(transfer_evaluate, loaded, datasets, subset, root=_root(loaded, root), download=download,
-                    knn_k=k, linear=linear, l2=l2)
+    result = transfer_evaluate(loaded, datasets, subset, root=_root(loaded, root), download=download,
+                                knn_k=k, linear=linear, l2=l2)
     path = _write(loaded, "transfer", {"datasets": result}, out)
     rows = [[dataset, group, len(r["classes"]), r["knn_top1"], r.get("linear_top1", "-")]
             for dataset, groups in result.items() for group, r in groups.items()]
@@ -280,10 +273,11 @@ def eval_detect(
         options.update(rpn_post_nms_top_n_train=proposals, rpn_post_nms_top_n_test=proposals)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("fine-tuning", total=iterations)
-        result = _guard(detection_evaluate, loaded, voc, voc_test or voc[:1], train_set, test_set, iterations,
-                        batch_size, lr, min_size, max_size, norm, "reinit" if reinit_stem else "refuse", seed,
-                        _device(device), detector_options=options,
-                        on_step=lambda step, loss: bar.update(task, completed=step, description=f"fine-tuning (loss {loss:.3f})"))
+        result = detection_evaluate(loaded, voc, voc_test or voc[:1], train_set, test_set, iterations,
+                                     batch_size, lr, min_size, max_size, norm, "reinit" if reinit_stem else "refuse", seed,
+                                     _device(device), detector_options=options,
+                                     on_step=lambda step, loss: bar.update(
+                                         task, completed=step, description=f"fine-tuning (loss {loss:.3f})"))
     path = _write(loaded, "detect", {"voc": [str(v) for v in voc], **result}, out)
     _table(f"detection ({iterations} iterations)", ["AP", "AP50", "AP75"],
            [[result["AP"], result["AP50"], result["AP75"]]], path)
@@ -313,8 +307,8 @@ def eval_invariance(
     store = load(dataset, split, _root(loaded, root), download, loaded.size)
     images = store.subset(range(min(limit, len(store)))).tensor()
     strengths = strength or [0.0, 0.25, 0.5, 0.75]
-    result = _guard(invariance, loaded.module, images, loaded.size, loaded.mean, loaded.std, probe or list(PROBES),
-                    strengths, seed)
+    result = invariance(loaded.module, images, loaded.size, loaded.mean, loaded.std, probe or list(PROBES),
+                         strengths, seed)
     path = _write(loaded, "invariance", {"dataset": dataset, "split": split, "images": len(images), "probes": result}, out)
     keys = list(next(iter(result.values())))
     _table(f"invariance (mean cosine similarity, {len(images)} images)", ["probe", *keys],
@@ -375,10 +369,10 @@ def eval_shift(
     train, test = (load(dataset, split, root, download, loaded.size) for split in (train_split, test_split))
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("corrupted test sets", total=None)
-        result = _guard(shift_evaluate, loaded, train, test, corruptions=corruption, severities=severity or SEVERITIES,
-                        limit=limit, seed=seed, knn_k=k, knn_temperature=temperature, linear=linear, l2=l2,
-                        use_cache=cache, on_set=lambda done, total, label: bar.update(
-                            task, completed=done, total=total, description=f"corrupted test sets ({label})"))
+        result = shift_evaluate(loaded, train, test, corruptions=corruption, severities=severity or SEVERITIES,
+                                 limit=limit, seed=seed, knn_k=k, knn_temperature=temperature, linear=linear, l2=l2,
+                                 use_cache=cache, on_set=lambda done, total, label: bar.update(
+                                     task, completed=done, total=total, description=f"corrupted test sets ({label})"))
     path = _write(loaded, "shift", {"dataset": dataset, "split": test_split, **result}, out)
     png = shift_heatmap(result, path.parent, path.stem, f"Accuracy under corruption: {_run_name(loaded.path)} on "
                         f"{dataset} {test_split} ({result['test_images']} images, seed {seed})")
@@ -418,7 +412,7 @@ def eval_shift_compare(
     names = label or [_run_name(Path(r["checkpoint"])) if "checkpoint" in r else f.stem for r, f in zip(loaded, files)]
     if len(set(names)) < len(names):
         names = [str(f) for f in files]
-    png = _guard(shift_comparison, loaded, names, out, metric)
+    png = shift_comparison(loaded, names, out, metric)
     rows = [[n, *(_or_dash(r["summary"].get(f"{metric}_{key}")) for key in SHIFT_SUMMARY)] for n, r in zip(names, loaded)]
     _table(f"{metric} top-1 % under corruption", ["checkpoint", "clean %", "mean corrupted %", "drop", "occlusion %"], rows)
     console.print(f"plot: {png} (numbers: {png.with_suffix('.csv')})")

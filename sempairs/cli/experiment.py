@@ -43,22 +43,18 @@ def experiment(
     only_report: bool = typer.Option(False, "--only-report", help="Train nothing: rewrite the report and plots from results.csv."),
 ) -> None:
     """Run a grid of pretraining runs (cartesian product of the axes), then write results.csv, report.md and plots."""
-    from sempairs.config import ConfigError
     from sempairs.experiments.grid import grid_rows, load_experiment, run_grid
     from sempairs.experiments.plots import make_plots
     from sempairs.experiments.report import write_report
 
-    try:
-        exp = load_experiment(config)
-        if not only_report:
-            run_grid(exp, resume=resume, log=console.print)
-        rows = grid_rows(exp)
-        if not rows:
-            fail(f"no results in {exp.results_path} yet: run the experiment without --only-report")
-        report = write_report(exp, rows=rows)
-        plots = make_plots(exp, rows=rows)
-    except (ConfigError, FileExistsError, FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
+    exp = load_experiment(config)
+    if not only_report:
+        run_grid(exp, resume=resume, log=console.print)
+    rows = grid_rows(exp)
+    if not rows:
+        fail(f"no results for the grid's current settings in {exp.results_path} yet: run the experiment without --only-report")
+    report = write_report(exp, rows=rows)
+    plots = make_plots(exp, rows=rows)
     for table in results_tables(exp, rows):
         console.print(table)
     lines = [f"results: {exp.results_path}", f"report:  {report}", *(f"plot:    {p}" for p in plots)]

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from sempairs.cli.common import DatasetArg, DownloadOpt, RootOpt, SplitOpt, console, fail, load
+from sempairs.cli.common import DatasetArg, DownloadOpt, RootOpt, SplitOpt, check_output, console, fail, load
 
 app = typer.Typer(help="Build, check, mine and summarise pair files.", no_args_is_help=True)
 
@@ -41,18 +41,17 @@ def pairs_from_labels_cmd(
     """Semantic pairs of two different images of one class, from the dataset's labels."""
     from sempairs.pairs import matched_augmented, pairs_from_labels
 
+    check_output(out, dataset)
+    check_output(match, dataset)
     store = load(dataset, split, root, download)
     if store.labels is None:
         fail(f"{store.source} ({split}) has no labels; use `pairs mine` or a curated pair file")
-    try:
-        sp = pairs_from_labels(store.labels, per_class, seed=seed, meta={"dataset": dataset, "split": split})
-    except ValueError as exc:
-        fail(str(exc))
-    sp.save(out, ids=store.ids, class_names=store.class_names)
+    sp = pairs_from_labels(store.labels, per_class, seed=seed, meta={"dataset": dataset, "split": split})
+    sp.save(out, store=store)
     console.print(f"wrote {len(sp)} semantic pairs ({len(sp.images())} images) to {out}")
     if match:
         ap = matched_augmented(sp)
-        ap.save(match, ids=store.ids, class_names=store.class_names)
+        ap.save(match, store=store)
         console.print(f"wrote the matched augmented set ({len(ap)} pairs, same classes and counts) to {match}")
 
 
@@ -67,9 +66,10 @@ def pairs_augmented_cmd(
     """Augmented pairs: two views of every image of the split."""
     from sempairs.pairs import augmented_pairs
 
+    check_output(out, dataset)
     store = load(dataset, split, root, download)
     pairs = augmented_pairs(len(store), labels=store.labels, meta={"dataset": dataset, "split": split})
-    pairs.save(out, ids=store.ids, class_names=store.class_names)
+    pairs.save(out, store=store)
     console.print(f"wrote {len(pairs)} augmented pairs to {out}")
 
 
@@ -147,10 +147,8 @@ def pairs_mine_cmd(
 
     if backend not in ("auto", "torch", "faiss"):
         fail(f"--backend {backend}: use auto, torch or faiss")
-    try:
-        enc = load_backbone(encoder, arch)
-    except (FileNotFoundError, ValueError) as exc:
-        fail(str(exc))
+    check_output(out, dataset, encoder)
+    enc = load_backbone(encoder, arch)
     size = size or enc.size
     store = load(dataset, split, root, download, size)
     emb = embed(store, enc, size, enc.mean, enc.std, device, batch_size)
@@ -158,12 +156,12 @@ def pairs_mine_cmd(
         pairs = mine_pairs(emb, k, threshold, mutual, anchors, duplicate_threshold, backend, seed=seed,
                            meta={"encoder": str(encoder), "encoder_arch": enc.arch, "encoder_size": size,
                                  "dataset": dataset, "split": split})
-    except (ImportError, ValueError) as exc:
+    except ImportError as exc:  # --backend faiss without faiss installed
         fail(str(exc))
     counts = pairs.meta["counts"]
     if not len(pairs):
         fail(f"no pair passed the rules ({pairs.meta['rule']}; counts {counts}): lower --threshold, raise --k or drop --mutual")
-    pairs.save(out, ids=store.ids, class_names=store.class_names)
+    pairs.save(out, store=store)
     console.print(f"wrote {len(pairs)} mined pairs to {out} ({pairs.meta['rule']}; {pairs.meta['backend']} search)")
     console.print(f"anchors covered: {counts['anchors_with_pair']}/{counts['anchors']}; dropped: "
                   f"{counts['below_threshold']} below threshold, {counts['not_mutual']} not mutual, "

@@ -3,8 +3,8 @@
 An entry is ``<key>.npy`` (the uint8 images, uncompressed) plus ``<key>.json`` (labels, ids,
 class names). The key hashes the source's resolved path, size and modification time, the split,
 the image size and any selection, so editing the source makes a new entry. Both files are
-written to a temporary name and renamed into place, the JSON last: an entry without its JSON
-was never finished and is ignored.
+written atomically (:mod:`sempairs.atomic`), the JSON last: an entry without its JSON was never
+finished and is ignored.
 
 Opening an entry (``memory``, the run's ``data.memory``): ``ram`` reads the images into memory;
 ``mmap`` maps the ``.npy`` read-only (``np.load(mmap_mode="r")``), so a store larger than RAM
@@ -18,15 +18,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from sempairs.atomic import atomic_open, write_text
 from sempairs.data.store import ImageStore
+from sempairs.errors import SempairsWarning
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: image-folder classes numbered over all splits; modes and bit depths read by to_rgb
 MEMORY_MODES = ("auto", "ram", "mmap")
 RAM_SHARE = 0.25  # memory="auto" maps a file larger than this share of the available RAM
 
@@ -110,20 +111,8 @@ def load_store(key: str, memory: str = "ram") -> ImageStore | None:
         return ImageStore(images=images, labels=labels, class_names=meta["class_names"], ids=meta["ids"],
                           source=meta["source"], split=meta["split"])
     except (OSError, ValueError, KeyError) as exc:
-        warnings.warn(f"ignoring unreadable cache entry {meta_path} ({exc}); it will be rebuilt", stacklevel=2)
+        warnings.warn(f"ignoring unreadable cache entry {meta_path} ({exc}); it will be rebuilt", SempairsWarning, stacklevel=2)
         return None
-
-
-def _write_atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is ordinary user data
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def save_store(key: str, store: ImageStore) -> None:
@@ -140,8 +129,9 @@ def save_store(key: str, store: ImageStore) -> None:
     }
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(folder / f"{key}.npy", lambda f: np.save(f, np.ascontiguousarray(store.images)))
-        _write_atomic(folder / f"{key}.json", lambda f: f.write(json.dumps(meta).encode()))
+        with atomic_open(folder / f"{key}.npy", "wb") as f:
+            np.save(f, np.ascontiguousarray(store.images))
+        write_text(folder / f"{key}.json", json.dumps(meta))
     except OSError as exc:
         warnings.warn(f"could not write the dataset cache in {folder} ({exc}). Fix: set SEMPAIRS_CACHE to a writable folder",
-                      stacklevel=2)
+                      SempairsWarning, stacklevel=2)

@@ -9,12 +9,14 @@ the cache root (``$SEMPAIRS_CACHE`` or ``~/.cache/sempairs``).
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from sempairs.data import cache, sources
 from sempairs.data.sources import TORCHVISION, DataError
 from sempairs.data.store import ImageStore
+from sempairs.errors import SempairsWarning
 
 DATASETS: dict[str, dict] = {
     "cifar10": {
@@ -169,11 +171,23 @@ def load_dataset(
     store (``classes``/``limit_per_class`` of a torchvision or npz source) is copied into memory.
     """
     if size is not None and size <= 0:
-        raise ValueError(f"size must be a positive number of pixels or None, got {size}")
+        raise DataError(f"size must be a positive number of pixels or None, got {size}")
     if limit_per_class is not None and limit_per_class <= 0:
-        raise ValueError(f"limit_per_class must be positive or None, got {limit_per_class}")
+        raise DataError(f"limit_per_class must be positive or None, got {limit_per_class}")
     classes = None if classes is None else list(classes)
     path = _resolve(os.fspath(name_or_path), download, root)
+    store = _load(path, split, size, download, classes, limit_per_class, memory)
+    empty = [name for i, name in enumerate(store.class_names) if store.labels is not None and not (store.labels == i).any()]
+    if empty:
+        warnings.warn(f"{store.source}: split {split!r} has no images of class(es) {', '.join(map(repr, empty))} "
+                      "(labels are numbered by the class names of all splits, so they mean the same class in every split)",
+                      SempairsWarning, stacklevel=2)
+    return store
+
+
+def _load(path: Path, split: str, size: int | None, download: bool, classes: list[str] | None,
+          limit_per_class: int | None, memory: str) -> ImageStore:
+    """One split of the dataset at ``path`` with the selection, from the cache or decoded (and cached)."""
     fingerprint = cache.fingerprint(path)
     full_key = cache.cache_key(fingerprint, split, size)
     selected = classes is not None or limit_per_class is not None

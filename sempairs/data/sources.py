@@ -18,9 +18,10 @@ from itertools import repeat
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image, ImageOps
 
 from sempairs.data.store import ImageStore
+from sempairs.errors import SempairsError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
 SPLIT_NAMES = frozenset({"train", "test", "val", "valid", "validation", "unlabeled", "unlabelled"})
@@ -37,7 +38,7 @@ STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monk
 _PARALLEL_MIN_IMAGES = 2000
 
 
-class DataError(ValueError):
+class DataError(SempairsError, ValueError):
     """A dataset on disk that cannot be read as asked; the message names the file and the fix."""
 
 
@@ -103,10 +104,49 @@ def select(store: ImageStore, classes: Sequence[str] | None = None, limit_per_cl
 # --------------------------------------------------------------------------- decoding
 
 
+def _grey_to_rgb(grey: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.repeat(grey[..., None], 3, axis=-1))
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """``im`` as 8-bit RGB, whatever its mode and bit depth (ValueError for pixels without a defined scale).
+
+    16-bit grey (``I;16*``, and ``I`` within 0..65535, as 16-bit PNG/TIFF open) is scaled by
+    255/65535, not clipped; 32-bit float (``F``) is read as 0..1 when its maximum is at most 1, as
+    0..255 when at most 255; transparent pixels are composited over black (premultiplied alpha);
+    palette, bilevel, CMYK and YCbCr images are converted by Pillow. 16-bit RGB PNGs open as 8-bit
+    RGB in Pillow already.
+    """
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode.startswith("I") or mode == "F":
+        values = np.asarray(im).astype(np.float64)
+        low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+        if mode == "F":
+            scale = 255.0 if high <= 1 else 1.0 if high <= 255 else None
+        else:
+            scale = 255.0 / 65535.0 if high <= 65535 else None
+        if scale is None or low < 0:
+            raise ValueError(f"{mode} pixels range {low:g}..{high:g}, which has no defined 8-bit scale. "
+                             "Fix: save the image as 8-bit or 16-bit (PNG, TIFF) or as float in 0..1")
+        return _grey_to_rgb(np.round(values * scale).clip(0, 255).astype(np.uint8))
+    if mode in ("P", "PA") and (mode == "PA" or "transparency" in im.info):
+        im, mode = im.convert("RGBA"), "RGBA"
+    if mode in ("LA", "La", "RGBA", "RGBa"):
+        rgba = np.asarray(im.convert("RGBa" if mode.startswith("RGB") else "La"))
+        rgb = rgba[..., :3] if mode.startswith("RGB") else np.repeat(rgba[..., :1], 3, axis=-1)
+        return Image.fromarray(np.ascontiguousarray(rgb))
+    return im.convert("RGB")
+
+
 def decode_image(data: bytes, size: int | None) -> np.ndarray:
-    """One encoded image as uint8 (H, W, 3), resized to ``size`` x ``size`` unless None."""
+    """One encoded image as uint8 (H, W, 3) (see :func:`to_rgb`), turned upright by its EXIF orientation,
+    resized to ``size`` x ``size`` unless None."""
     with Image.open(io.BytesIO(data)) as im:
-        im = im.convert("RGB") if im.mode != "RGB" else im
+        if im.getexif().get(ExifTags.Base.Orientation, 1) != 1:
+            im = ImageOps.exif_transpose(im)
+        im = to_rgb(im)
         if size is not None and im.size != (size, size):
             im = im.resize((size, size), Image.Resampling.BICUBIC)
         return np.asarray(im)
@@ -240,17 +280,20 @@ def _plan_layout(paths: Sequence[str], split: str, where: str) -> tuple[list[str
             f"Fix: load one of those splits, or add {split}/<class>/<image> files"
         )
     rel = [p[len(prefix) :] for p in paths if p.startswith(prefix)]
-    class_names = sorted({r.split("/", 1)[0] for r in rel if "/" in r})
+    own = sorted({r.split("/", 1)[0] for r in rel if "/" in r})
     loose = sorted(r for r in rel if "/" not in r)
-    if class_names and loose:
+    if own and loose:
         raise DataError(
             f"{where}: image {prefix}{loose[0]} lies next to the class folders of split {split!r}. "
             "Fix: move it into a class folder or delete it"
         )
     if not rel:
         raise DataError(f"{where}: no images ({', '.join(sorted(IMAGE_EXTENSIONS))}) found for split {split!r}")
-    if not class_names:
+    if not own:
         return [prefix + r for r in loose], None, []
+    # classes are numbered over all splits, so that a label means the same class in every split
+    class_names = sorted({p.split("/")[1] for p in paths if p.count("/") >= 2 and p.split("/", 1)[0] in tops & SPLIT_NAMES}
+                         | set(own)) if prefix else own
     index = {name: i for i, name in enumerate(class_names)}
     keyed = sorted((index[r.split("/", 1)[0]], r) for r in rel)
     return [prefix + r for _, r in keyed], np.array([c for c, _ in keyed], dtype=np.int64), class_names
@@ -277,6 +320,10 @@ def _read_layout(
     return ImageStore(images=images, labels=labels, class_names=class_names, ids=picked, source=str(path), split=split)
 
 
+def _raise(error: OSError) -> None:
+    raise error
+
+
 def read_image_folder(
     root: str | Path,
     split: str = "train",
@@ -294,7 +341,7 @@ def read_image_folder(
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {root} does not exist")
     rels = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_raise):  # an unreadable folder is an error, not skipped
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         base = Path(dirpath).relative_to(root).as_posix()
         rels.extend(f if base == "." else f"{base}/{f}" for f in filenames)

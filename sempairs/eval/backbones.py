@@ -27,7 +27,7 @@ import torch.nn as nn
 
 from sempairs.config import RunConfig
 from sempairs.models import BackboneConfig, build_backbone
-from sempairs.train.checkpoint import LAST, load_method
+from sempairs.train.checkpoint import CheckpointError, NotACheckpoint, checkpoint_file, load_method
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -60,10 +60,10 @@ def load_backbone(path: str | Path, arch: str | None = None) -> LoadedBackbone:
     if arch is None:
         try:
             method, cfg = load_method(path, map_location="cpu")
-        except ValueError as exc:
-            raise ValueError(f"{exc}. Fix: for a plain torchvision/timm weights file give its architecture "
-                             "(arch=resnet50, --arch resnet50)") from None
-        file = path / LAST if path.is_dir() else path
+        except NotACheckpoint as exc:
+            raise NotACheckpoint(f"{exc}. Fix: for a plain torchvision/timm weights file give its architecture "
+                                 "(arch=resnet50, --arch resnet50)") from None
+        file = checkpoint_file(path)
         loaded = LoadedBackbone(method.backbone, cfg.data.size, tuple(cfg.augment.mean), tuple(cfg.augment.std),
                                 file, cfg.backbone.name, cfg)
     else:
@@ -83,13 +83,13 @@ def _state_dict(path: Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any reader failure (pickle, zip, safetensors header) means "not a weights file"
-        raise ValueError(f"{path} is not a readable weights file ({exc.__class__.__name__}: {str(exc)[:200]}). "
-                         "Fix: give a sempairs checkpoint, or a state dict saved with torch.save or safetensors") from None
+        raise CheckpointError(f"{path} is not a readable weights file ({exc.__class__.__name__}: {str(exc)[:200]}). "
+                              "Fix: give a sempairs checkpoint, or a state dict saved with torch.save or safetensors") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} holds no state dict of tensors. Fix: save one with torch.save(model.state_dict(), path)")
+        raise CheckpointError(f"{path} holds no state dict of tensors. Fix: save one with torch.save(model.state_dict(), path)")
     state = {k.removeprefix("module."): v for k, v in state.items()}
     if any(k.startswith("backbone.") for k in state):  # an SSL model (lightly, solo-learn): keep its backbone
         state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
@@ -110,7 +110,7 @@ def _plain_backbone(path: Path, arch: str) -> LoadedBackbone:
         try:
             net = timm.create_model(arch, pretrained=False, num_classes=0)
         except RuntimeError as exc:
-            raise ValueError(f"{path}: unknown architecture {arch!r} ({exc}). Fix: give resnet18, resnet50 or a timm model name") from None
+            raise CheckpointError(f"{path}: unknown architecture {arch!r} ({exc}). Fix: give resnet18, resnet50 or a timm model name") from None
         head = net.pretrained_cfg.get("classifier") or "head"
         heads = (head,) if isinstance(head, str) else tuple(head)
         state = {k: v for k, v in state.items() if not k.startswith(tuple(f"{h}." for h in heads))}
@@ -123,7 +123,7 @@ def _plain_backbone(path: Path, arch: str) -> LoadedBackbone:
 
 def check_state_dict(path: Path | str, arch: str, expected: Mapping[str, torch.Tensor],
                      state: Mapping[str, torch.Tensor]) -> None:
-    """Raise a ValueError naming ``path`` when ``state`` does not match ``expected`` key for key and shape."""
+    """Raise a CheckpointError naming ``path`` when ``state`` does not match ``expected`` key for key and shape."""
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     shapes = [f"{k} {tuple(state[k].shape)} (needs {tuple(v.shape)})" for k, v in expected.items()
@@ -136,5 +136,5 @@ def check_state_dict(path: Path | str, arch: str, expected: Mapping[str, torch.T
 
     problems = [f"{label}: {few(items)}" for label, items in
                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if items]
-    raise ValueError(f"{path} does not hold {arch} weights ({'; '.join(problems)}). "
+    raise CheckpointError(f"{path} does not hold {arch} weights ({'; '.join(problems)}). "
                      f"Fix: give the architecture the file was saved from (arch / --arch)")

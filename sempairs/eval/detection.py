@@ -43,6 +43,7 @@ from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops import FrozenBatchNorm2d
 
+from sempairs.errors import InputError
 from sempairs.eval.backbones import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -74,7 +75,7 @@ def _parse_annotation(xml_path: Path) -> list[tuple[str, list[float], bool]]:
             objects.append((obj.find("name").text.strip(), coords, difficult is not None and difficult.text.strip() == "1"))
         return objects
     except (ET.ParseError, AttributeError, TypeError, ValueError) as exc:
-        raise ValueError(f"{xml_path}: not a VOC annotation ({exc}). Fix: each <object> needs <name> and "
+        raise InputError(f"{xml_path}: not a VOC annotation ({exc}). Fix: each <object> needs <name> and "
                          "<bndbox> with xmin, ymin, xmax, ymax") from None
 
 
@@ -98,14 +99,14 @@ class VOCDetection(torch.utils.data.Dataset):
                 found.append((root / "JPEGImages" / f"{image_id}.jpg",
                               _parse_annotation(root / "Annotations" / f"{image_id}.xml")))
         if not found:
-            raise ValueError(f"the {image_set} lists of {', '.join(map(str, roots))} are empty")
+            raise InputError(f"the {image_set} lists of {', '.join(map(str, roots))} are empty")
         self.classes = list(classes) if classes is not None else sorted({o[0] for _, objs in found for o in objs})
         index = {name: i + 1 for i, name in enumerate(self.classes)}
         self.records = []
         for image, objects in found:
             unknown = [name for name, _, _ in objects if name not in index]
             if unknown:
-                raise ValueError(f"{image}: class {unknown[0]!r} is not one of {self.classes}. "
+                raise InputError(f"{image}: class {unknown[0]!r} is not one of {self.classes}. "
                                  "Fix: give the same classes to the training and test sets")
             boxes = np.array([[x1 - 1, y1 - 1, x2, y2] for _, (x1, y1, x2, y2), _ in objects], np.float32).reshape(-1, 4)
             self.records.append(VOCRecord(image, boxes, np.array([index[o[0]] for o in objects], np.int64),
@@ -120,7 +121,7 @@ class VOCDetection(torch.utils.data.Dataset):
             with Image.open(record.image) as im:
                 image = torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).float().div_(255)
         except OSError as exc:
-            raise ValueError(f"{record.image}: cannot read the image ({exc})") from None
+            raise InputError(f"{record.image}: cannot read the image ({exc})") from None
         return image, {"boxes": torch.from_numpy(record.boxes), "labels": torch.from_numpy(record.labels),
                        "difficult": torch.from_numpy(record.difficult)}
 
@@ -131,7 +132,7 @@ def _resnet_arch(module: nn.Module) -> str:
         if all(isinstance(layer, nn.Sequential) for layer in layers) and [len(layer) for layer in layers] == depths \
                 and isinstance(layers[0][0], block):
             return name
-    raise ValueError(f"detection needs a torchvision ResNet-18 or ResNet-50 backbone, got {type(module).__name__}. "
+    raise InputError(f"detection needs a torchvision ResNet-18 or ResNet-50 backbone, got {type(module).__name__}. "
                      "Fix: evaluate a checkpoint pretrained with backbone.name=resnet50")
 
 
@@ -159,7 +160,7 @@ def build_detector(init: LoadedBackbone | nn.Module | None, num_classes: int, ar
     target = model.backbone.body
     if state["conv1.weight"].shape != target.conv1.weight.shape:
         if stem == "refuse":
-            raise ValueError(f"{where} has a small-image stem (conv1 {tuple(state['conv1.weight'].shape)}, no max-pool) "
+            raise InputError(f"{where} has a small-image stem (conv1 {tuple(state['conv1.weight'].shape)}, no max-pool) "
                              "but the detector uses the 7x7/2 stem. Fix: pass stem='reinit' (--reinit-stem) to train "
                              "a fresh stem and load every other layer, or pretrain with backbone.small_stem=false")
         state = {k: v for k, v in state.items() if not k.startswith(("conv1.", "bn1."))}
@@ -214,7 +215,7 @@ def finetune_detector(model: FasterRCNN, dataset: VOCDetection, iterations: int,
             group["lr"] = base_lr * factor
         loss = sum(model(images, targets).values())
         if not math.isfinite(loss.item()):
-            raise RuntimeError(f"the detection loss became {loss.item()} at step {step + 1}: lower lr (now {lr})")
+            raise InputError(f"the detection loss became {loss.item()} at step {step + 1}: lower lr (now {lr})")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -13,9 +13,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from sempairs.atomic import atomic_open
 from sempairs.augment import eval_transform
 from sempairs.data import cache
 from sempairs.data.store import ImageStore
+from sempairs.errors import SempairsWarning
 
 if TYPE_CHECKING:  # backbones imports the training code, which imports this module
     from sempairs.eval.backbones import LoadedBackbone
@@ -100,7 +102,9 @@ def cached_features(
     feats = extract_features(backbone.module, store.tensor(), size, mean, std, batch_size, channels_last)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        cache._write_atomic(file, lambda f: np.save(f, feats.cpu().numpy()))
+        with atomic_open(file, "wb") as f:
+            np.save(f, feats.cpu().numpy())
     except OSError as exc:
-        warnings.warn(f"could not cache features in {folder} ({exc}). Fix: pass a writable cache_dir", stacklevel=2)
+        warnings.warn(f"could not cache features in {folder} ({exc}). Fix: pass a writable cache_dir", SempairsWarning,
+                      stacklevel=2)
     return feats

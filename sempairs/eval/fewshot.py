@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from sempairs.errors import InputError
 from sempairs.eval.linear import linear_probe, stratified_split
 
 
@@ -35,7 +36,7 @@ def fewshot_probe(train_features: torch.Tensor, train_labels: torch.Tensor, test
     ``probe_options`` go to :func:`sempairs.eval.linear.linear_probe` (grid, val_fraction, max_iter).
     """
     if not seeds:
-        raise ValueError("give at least one seed")
+        raise InputError("give at least one seed")
     train_labels = train_labels.long().cpu()
     settings = [(f, None) for f in fractions] + [(None, n) for n in per_class]
     results = {}

@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 
 from sempairs.augment import eval_transform
+from sempairs.errors import InputError
 from sempairs.eval.features import extract_features
 
 Probe = Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
@@ -121,10 +122,10 @@ def invariance(backbone: nn.Module, images: torch.Tensor, size: int, mean, std,
     """
     unknown = [p for p in probes if p not in PROBES]
     if unknown:
-        raise ValueError(f"unknown probe {unknown[0]!r}; the probes are: {', '.join(PROBES)}")
+        raise InputError(f"unknown probe {unknown[0]!r}; the probes are: {', '.join(PROBES)}")
     bad = [s for s in strengths if not 0 <= s <= 1]
     if bad:
-        raise ValueError(f"strengths must be in [0, 1], got {bad[0]}")
+        raise InputError(f"strengths must be in [0, 1], got {bad[0]}")
     device = next(backbone.parameters()).device
     results: dict[str, dict[str, float]] = {name: {} for name in probes}
     zero, one = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from sempairs.augment import AugmentConfig, BatchAugment
 from sempairs.data.store import ImageStore
+from sempairs.errors import InputError
 from sempairs.eval.features import extract_features
 
 L2_GRID = tuple(float(v) for v in np.logspace(-6, 0, 8))
@@ -40,11 +41,11 @@ def stratified_split(labels, fraction: float | None = None, per_class: int | Non
     from a permutation seeded by ``seed``; a class with fewer rows than asked is an error.
     """
     if (fraction is None) == (per_class is None):
-        raise ValueError("give exactly one of fraction and per_class")
+        raise InputError("give exactly one of fraction and per_class")
     if fraction is not None and not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        raise InputError(f"fraction must be in (0, 1], got {fraction}")
     if per_class is not None and per_class <= 0:
-        raise ValueError(f"per_class must be positive, got {per_class}")
+        raise InputError(f"per_class must be positive, got {per_class}")
     labels = np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels)
     rng = np.random.default_rng(seed)
     picked = []
@@ -52,7 +53,7 @@ def stratified_split(labels, fraction: float | None = None, per_class: int | Non
         rows = rng.permutation(np.flatnonzero(labels == c))
         k = per_class if per_class is not None else max(1, round(fraction * len(rows)))
         if k > len(rows):
-            raise ValueError(f"class {c} has {len(rows)} labelled images, fewer than the {k} asked for")
+            raise InputError(f"class {c} has {len(rows)} labelled images, fewer than the {k} asked for")
         picked.append(rows[:k])
     chosen = np.sort(np.concatenate(picked))
     return chosen, np.setdiff1d(np.arange(len(labels)), chosen)
@@ -111,10 +112,10 @@ def select_l2(train_features: torch.Tensor, train_labels: torch.Tensor, num_clas
     Returns the chosen value and the validation curve ``[{"l2", "val_top1"}, ...]``.
     """
     if not 0 < val_fraction <= 0.5:
-        raise ValueError(f"val_fraction must be in (0, 0.5], got {val_fraction}")
+        raise InputError(f"val_fraction must be in (0, 0.5], got {val_fraction}")
     counts = torch.bincount(train_labels.cpu(), minlength=num_classes)
     if counts[counts > 0].min() < 2:
-        raise ValueError("some class has a single training image, so no validation part can be held out. "
+        raise InputError("some class has a single training image, so no validation part can be held out. "
                          "Fix: give a fixed l2 (skips the selection)")
     val, fit = stratified_split(train_labels, fraction=val_fraction, seed=seed)
     val_t, fit_t = torch.from_numpy(val).to(train_features.device), torch.from_numpy(fit).to(train_features.device)
@@ -161,7 +162,7 @@ def linear_probe_augmented(backbone: nn.Module, train: ImageStore, test: ImageSt
     device = next(backbone.parameters()).device
     for store in (train, test):
         if store.labels is None:
-            raise ValueError(f"{store.source} ({store.split}) has no labels: a linear probe needs labelled splits")
+            raise InputError(f"{store.source} ({store.split}) has no labels: a linear probe needs labelled splits")
     images = train.tensor(device)
     labels = torch.from_numpy(train.labels).to(device)
     augment = BatchAugment(flip_crop_config(size, mean, std, crop_scale))

@@ -6,13 +6,14 @@ import torch
 import torch.nn as nn
 
 from sempairs.data.store import ImageStore
+from sempairs.errors import InputError
 from sempairs.eval.features import extract_features
 from sempairs.eval.knn import knn_accuracy
 
 
 def _labelled(store: ImageStore) -> torch.Tensor:
     if store.labels is None:
-        raise ValueError(f"{store.source} ({store.split}) has no labels: kNN needs a labelled train and test split")
+        raise InputError(f"{store.source} ({store.split}) has no labels: kNN needs a labelled train and test split")
     return torch.from_numpy(store.labels)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from sempairs.data.store import ImageStore
+from sempairs.errors import InputError
 from sempairs.eval.backbones import LoadedBackbone
 from sempairs.eval.corruptions import CORRUPTIONS, SEVERITIES, STANDARD_CORRUPTIONS, corrupted_store
 from sempairs.eval.features import cached_features, extract_features
@@ -39,7 +40,7 @@ def limited(store: ImageStore, limit: int | None, seed: int = 0) -> ImageStore:
     if limit is None or limit >= len(store):
         return store
     if limit <= 0:
-        raise ValueError(f"limit must be a positive number of images, got {limit}")
+        raise InputError(f"limit must be a positive number of images, got {limit}")
     return store.subset(np.sort(np.random.default_rng(seed).choice(len(store), limit, replace=False)))
 
 
@@ -75,15 +76,15 @@ def shift_evaluate(backbone: LoadedBackbone, train: ImageStore, test: ImageStore
     corruptions = list(corruptions or CORRUPTIONS)
     unknown = [c for c in corruptions if c not in CORRUPTIONS]
     if unknown:
-        raise ValueError(f"unknown corruption {unknown[0]!r}; the corruptions are: {', '.join(CORRUPTIONS)}")
+        raise InputError(f"unknown corruption {unknown[0]!r}; the corruptions are: {', '.join(CORRUPTIONS)}")
     bad = [s for s in severities if s not in SEVERITIES]
     if bad or not severities:
-        raise ValueError(f"severities must be among {list(SEVERITIES)}, got {list(severities)}")
+        raise InputError(f"severities must be among {list(SEVERITIES)}, got {list(severities)}")
     for store in (train, test):
         if store.labels is None:
-            raise ValueError(f"{store.source} ({store.split}) has no labels. Fix: give a labelled split or dataset")
+            raise InputError(f"{store.source} ({store.split}) has no labels. Fix: give a labelled split or dataset")
     if train.class_names != test.class_names:
-        raise ValueError(f"{train.source}: the {train.split} and {test.split} splits have different classes")
+        raise InputError(f"{train.source}: the {train.split} and {test.split} splits have different classes")
     test = limited(test, limit, seed)
     device = next(backbone.module.parameters()).device
     fast = device.type == "cuda"

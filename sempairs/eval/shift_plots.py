@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
+from sempairs.errors import InputError
 from sempairs.eval.shift import OCCLUSION
 from sempairs.experiments.plots import save_plot
 
@@ -65,10 +66,10 @@ def shift_comparison(results: Sequence[dict], labels: Sequence[str], out_dir: Pa
                      name: str = "shift_compare") -> Path:
     """Grouped bars: per corruption (mean over severities), one bar per result; writes ``<name>.png/.csv``."""
     if metric not in LABELS:
-        raise ValueError(f"metric must be one of {', '.join(LABELS)}, got {metric!r}")
+        raise InputError(f"metric must be one of {', '.join(LABELS)}, got {metric!r}")
     for label, result in zip(labels, results):
         if metric not in _classifiers(result):
-            raise ValueError(f"{label}: the shift result has no {metric} accuracy. Fix: evaluate it with that classifier")
+            raise InputError(f"{label}: the shift result has no {metric} accuracy. Fix: evaluate it with that classifier")
     key = f"{metric}_top1"
     corruptions = list(dict.fromkeys(c for r in results for c in r["per_corruption"]))
     groups = ["clean", "mean corrupted", *corruptions]

@@ -23,6 +23,7 @@ import torch
 
 from sempairs.data.registry import load_dataset
 from sempairs.data.sources import select_indices
+from sempairs.errors import InputError
 from sempairs.eval.backbones import LoadedBackbone
 from sempairs.eval.features import cached_features
 from sempairs.eval.knn import knn_accuracy
@@ -35,7 +36,7 @@ def labelled_features(backbone: LoadedBackbone, dataset: str | os.PathLike, spli
     """Features, labels, class names and source of one labelled split, at the backbone's resolution."""
     store = load_dataset(dataset, split=split, size=backbone.size, download=download, root=root)
     if store.labels is None:
-        raise ValueError(f"{store.source} ({split}) has no labels. Fix: give a labelled split or dataset")
+        raise InputError(f"{store.source} ({split}) has no labels. Fix: give a labelled split or dataset")
     device = next(backbone.module.parameters()).device
     feats = cached_features(backbone, store, cache_dir=cache_dir, batch_size=batch_size,
                             channels_last=device.type == "cuda")
@@ -47,9 +48,9 @@ def class_groups(backbone: LoadedBackbone, class_names: Sequence[str],
     """The class groups to evaluate on a dataset with ``class_names`` (see the module docstring)."""
     pretrained = backbone.config.data.classes if backbone.config is not None else None
     if isinstance(classes, str) and classes not in ("seen", "unseen"):
-        raise ValueError(f"classes={classes!r}: give 'seen', 'unseen' or a list of class names")
+        raise InputError(f"classes={classes!r}: give 'seen', 'unseen' or a list of class names")
     if classes in ("seen", "unseen") and pretrained is None:
-        raise ValueError(f"classes={classes!r} needs a checkpoint pretrained on a class subset (data.classes); "
+        raise InputError(f"classes={classes!r} needs a checkpoint pretrained on a class subset (data.classes); "
                          f"{backbone.path} was pretrained on all classes. Fix: give a list of class names")
     if classes is not None and not isinstance(classes, str):
         return {"subset": list(classes)}
@@ -59,7 +60,7 @@ def class_groups(backbone: LoadedBackbone, class_names: Sequence[str],
                  "unseen": [c for c in class_names if c not in pretrained]}
         for name, members in split.items():
             if classes == name and len(members) < 2:
-                raise ValueError(f"the dataset has {len(members)} {name} classes ({members}): a task needs two")
+                raise InputError(f"the dataset has {len(members)} {name} classes ({members}): a task needs two")
             if classes in (None, name) and len(members) >= 2:
                 groups[name] = members
     return groups
@@ -80,7 +81,7 @@ def transfer_evaluate(backbone: LoadedBackbone, datasets: Sequence[str], classes
         train_f, train_y, names, source = labelled_features(backbone, dataset, train_split, root, download, cache_dir, batch_size)
         test_f, test_y, test_names, _ = labelled_features(backbone, dataset, test_split, root, download, cache_dir, batch_size)
         if test_names != names:
-            raise ValueError(f"{source}: the {train_split} and {test_split} splits have different classes")
+            raise InputError(f"{source}: the {train_split} and {test_split} splits have different classes")
         per_group = {}
         for group, members in class_groups(backbone, names, classes).items():
             tr_rows, tr_y = _rows(train_y, names, members, source)

@@ -6,14 +6,16 @@ An experiment lists them in ``evaluations``; :func:`register_evaluator` adds mor
     the weighted kNN accuracy the training loop measured after the last epoch (``knn`` config).
 ``random_init``
     the same kNN protocol on the cell's backbone untrained (seeded like the run): the reference
-    a short run must clearly beat (at 32 px an untrained ResNet scores far above chance).
+    a short run must clearly beat (at 32 px an untrained ResNet scores far above chance); with
+    ``data.classes`` also on the other classes, as ``transfer`` measures them.
 ``linear``
     logistic-regression probe on frozen features (L2 chosen on a held-out part of the train
     split, see :mod:`sempairs.eval.linear`): top-1/top-5 on the run's test split.
 ``transfer``
-    kNN top-1 on the run's dataset split into the classes it was pretrained on (``seen``) and
-    the others (``unseen``), each its own task (:func:`sempairs.eval.transfer.transfer_evaluate`);
-    needs ``data.classes``.
+    kNN top-1 on the classes the run was pretrained on (``seen``: the run's own kNN) and on the
+    dataset's other classes (``unseen``), each its own task with the run's selection per class
+    (``data.limit_per_class``, ``data.test_limit_per_class``) and kNN settings; needs
+    ``data.classes``. ``sempairs eval transfer`` evaluates on whole datasets instead.
 ``invariance``
     mean cosine similarity of the embeddings of test images and their perturbed versions, per
     probe of :mod:`sempairs.eval.invariance` at strength 0.5 (the first 1,000 test images).
@@ -22,8 +24,8 @@ An experiment lists them in ``evaluations``; :func:`register_evaluator` adds mor
     of 1,000 test images, all severities: clean, mean over the 15 corruptions, occlusion.
 
 All but ``knn`` load the backbone from the run's ``last.ckpt`` and use the run's data selection
-(``data.classes``, ``data.limit_per_class``, ``data.test_limit_per_class``), except
-``transfer``, which needs all the classes.
+(``data.classes``, ``data.limit_per_class``, ``data.test_limit_per_class``, ``data.test_split``,
+including ``heldout``); ``transfer`` takes the other classes with the same selection.
 """
 
 from __future__ import annotations
@@ -34,14 +36,16 @@ from typing import Any
 
 import torch
 
-from sempairs.config import RunConfig
+from sempairs.config import DataConfig, RunConfig
+from sempairs.errors import InputError
 from sempairs.eval.backbones import load_backbone
 from sempairs.eval.features import cached_features
 from sempairs.eval.invariance import PROBES, invariance
 from sempairs.eval.linear import linear_probe
+from sempairs.eval.protocol import knn_evaluate
 from sempairs.eval.shift import shift_evaluate
-from sempairs.eval.transfer import transfer_evaluate
 from sempairs.train import TrainResult
+from sempairs.train.checkpoint import build_method
 from sempairs.train.data import load_split
 from sempairs.train.loop import uses_cuda
 
@@ -100,16 +104,44 @@ def _splits(cfg: RunConfig):
 def knn_of_training(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
     """The kNN accuracy the training loop measured on the test split after the last epoch."""
     if result.knn is None:
-        raise ValueError(f"{cfg.run_dir}: no kNN result (data.test_split={cfg.data.test_split!r} or the data has no labels)")
+        raise InputError(f"{cfg.run_dir}: no kNN result (data.test_split={cfg.data.test_split!r} or the data has no labels)")
     return dict(result.knn)
+
+
+def untrained_backbone(cfg: RunConfig) -> torch.nn.Module:
+    """The run's backbone as initialised with its seed, before any training (the global RNG is left as it was)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.train.seed)
+        return build_method(cfg).backbone.to("cuda" if uses_cuda(cfg) else "cpu")
+
+
+def knn_on(backbone: torch.nn.Module, cfg: RunConfig, data: DataConfig | None = None) -> dict[str, Any]:
+    """kNN accuracy of ``backbone`` with the run's protocol on ``data`` (default: the run's own selection)."""
+    data = data or cfg.data
+    train = load_split(data, data.split, data.limit_per_class)
+    test = load_split(data, data.test_split, data.test_limit_per_class)
+    return knn_evaluate(backbone, train, test, cfg.data.size, cfg.augment.mean, cfg.augment.std, k=cfg.knn.k,
+                        temperature=cfg.knn.temperature, batch_size=cfg.knn.batch_size, channels_last=uses_cuda(cfg))
+
+
+def other_classes(cfg: RunConfig) -> DataConfig:
+    """The run's data selection for the dataset's classes it was not pretrained on."""
+    names = load_split(cfg.data.model_copy(update={"classes": None}), cfg.data.split, 1).class_names
+    others = [c for c in names if c not in cfg.data.classes]
+    if len(others) < 2:
+        raise InputError(f"{cfg.data.dataset} has {len(others)} classes outside data.classes: an unseen-class task needs "
+                         "two; leave at least two classes out of data.classes")
+    return cfg.data.model_copy(update={"classes": others})
 
 
 @register_evaluator("random_init", {"random_init_knn_top1": "kNN top-1 of the untrained backbone (%)"}, _test_split)
 def knn_of_random_init(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
     """kNN accuracy of the cell's architecture before training, with the run's seed, data and protocol."""
-    from sempairs.experiments.quickstart import random_init_knn
-
-    return {"random_init_knn_top1": random_init_knn(cfg)["knn_top1"]}
+    backbone = untrained_backbone(cfg)
+    row = {"random_init_knn_top1": knn_on(backbone, cfg)["knn_top1"]}
+    if cfg.data.classes is not None:
+        row["random_init_unseen_knn_top1"] = knn_on(backbone, cfg, other_classes(cfg))["knn_top1"]
+    return row
 
 
 @register_evaluator("linear", {"linear_top1": "linear probe top-1 accuracy (%)",
@@ -119,7 +151,7 @@ def linear_of_run(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
     loaded = _loaded(result, cfg)
     train, test = _splits(cfg)
     if train.labels is None or test.labels is None:
-        raise ValueError(f"{cfg.run_dir}: the linear probe needs labelled train and test splits")
+        raise InputError(f"{cfg.run_dir}: the linear probe needs labelled train and test splits")
     feats = [cached_features(loaded, store, batch_size=cfg.knn.batch_size) for store in (train, test)]
     probe = linear_probe(feats[0], torch.from_numpy(train.labels), feats[1], torch.from_numpy(test.labels),
                          train.num_classes, seed=cfg.train.seed)
@@ -136,15 +168,11 @@ def _has_classes(cfg: RunConfig) -> str | None:
                                  "transfer_unseen_knn_top1": "kNN top-1, classes not seen in pretraining (%)"},
                     _has_classes)
 def transfer_of_run(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
-    """kNN accuracy on the pretraining classes and on the dataset's other classes, each as its own task."""
-    groups = transfer_evaluate(_loaded(result, cfg), [cfg.data.dataset], classes=None, root=cfg.data.root,
-                               download=cfg.data.download, knn_k=cfg.knn.k, knn_temperature=cfg.knn.temperature,
-                               linear=False, train_split=cfg.data.split, test_split=cfg.data.test_split,
-                               batch_size=cfg.knn.batch_size)[cfg.data.dataset]
-    missing = [g for g in ("seen", "unseen") if g not in groups]
-    if missing:
-        raise ValueError(f"{cfg.run_dir}: no {' or '.join(missing)} class group (each needs two classes of the dataset)")
-    return {f"transfer_{g}_knn_top1": groups[g]["knn_top1"] for g in ("seen", "unseen")}
+    """kNN accuracy on the pretraining classes (the run's own) and on the dataset's other classes, same protocol."""
+    others = other_classes(cfg)
+    unseen = knn_on(_loaded(result, cfg).module, cfg, others)
+    return {"transfer_seen_knn_top1": knn_of_training(result, cfg)["knn_top1"], "transfer_unseen_knn_top1": unseen["knn_top1"],
+            "transfer_unseen_classes": " ".join(others.classes)}
 
 
 @register_evaluator("invariance", {f"invariance_{p}": f"invariance to {p.replace('_', ' ')} (mean cosine, "

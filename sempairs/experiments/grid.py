@@ -2,23 +2,37 @@
 
 An experiment YAML names a ``base`` run config (a mapping, or a path to a run YAML relative to
 the experiment file) and ``axes``; the cartesian product of the axes' values gives the cells.
-An axis is a dotted config key (``method.name: [simclr, byol]``, ``train.seed: [0, 1, 2]``) or
-one of two named axes:
+An axis is a dotted config key (``method.name: [simclr, byol]``, ``train.seed: [0, 1, 2]``), a
+section whose values set several of its keys together (``backbone: [{width: 1}, {width: 0.25,
+small_stem: true}]``), or one of two named axes:
 
 ``pairs``
     ``ap`` (augmented pairs: the matched AP set when ``pairs.per_class`` is set), ``sp``
-    (semantic pairs from the labels), ``curated:<file>`` / ``mined:<file>`` (a pair file), or a
+    (semantic pairs from the labels), ``curated:<file>`` / ``mined:<file>`` / ``reviewed:<file>``
+    (a pair file; ``sempairs review export`` writes reviewed ones), or a
     union of them joined by ``+`` whose first term is the main set: ``ap+sp``,
-    ``ap+mined:<file>`` (SePP-ID: mined pairs merged with the dataset). Paths are relative to
-    the working directory, as in run configs.
+    ``ap+mined:<file>`` (SePP-ID: mined pairs merged with the dataset), or ``ap+mined``: SePP-ID
+    within the grid, pairs mined with the checkpoint of the cell whose ``pairs`` value is ``ap``
+    and whose other values are the same (trained first; the ``mining`` section says how, and the
+    results row holds the mined pairs' precision; :mod:`sempairs.experiments.generated`). Paths
+    are relative to the working directory, as in run configs.
 ``transforms``
     an augmentation preset of :data:`sempairs.augment.pipeline.PRESETS` (``simclr``,
     ``no_grayscale``, ``crop_only``, ...) applied over the base's ``augment`` section.
+
+``skip`` lists partial cells left out of the product: ``{transforms: crop_only, pairs: ap+sp}``
+drops every cell with those two values.
 
 Everything lives in ``<out_dir>/<name>/``: ``runs/<cell>/`` (each cell's run), ``results.csv``,
 ``report.md`` and ``plots/``; each run's ``history.csv`` holds its metrics per epoch. ``run_grid`` trains the cells one after the other, resumes a
 half-trained cell from its checkpoint, skips cells whose results row exists, and rewrites
 ``results.csv`` atomically after each cell, so a killed grid continues where it stopped.
+
+A cell's identity is its id (the axis values) and its ``config_hash``: a hash of the fully
+resolved run config and of the contents of the pair files it reads (:func:`cell_hash`). A
+results row counts only for the cell with the same hash, so a rerun after the ``base`` (or a
+pair file) changed never reuses a finished cell under the new settings; a changed cell whose
+checkpoint cannot be resumed with the new config is refused before any cell is trained.
 """
 
 from __future__ import annotations
@@ -30,32 +44,34 @@ import json
 import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from sempairs.atomic import write_text
 from sempairs.augment.pipeline import PRESETS
+from sempairs.config import ConfigError, RunConfig, _describe, load_config, plain_name, read_yaml_mapping
 from sempairs.csvio import write_rows
-from sempairs.config import ConfigError, PairsConfig, RunConfig, _describe, load_config, read_yaml_mapping
 from sempairs.experiments.evaluators import EVALUATORS
+from sempairs.experiments.generated import ADDED_SP_FILE, MINED_FILE, MiningSettings, mined_columns, write_added_sp, write_mined
 from sempairs.train import TrainingStopped, train
 from sempairs.train.checkpoint import LAST
-from sempairs.train.data import build_pairs, load_split
 from sempairs.train.loop import resolve_precision, uses_cuda
+from sempairs.train.rundir import ResumeRefused, RunExists, check_resume
 
 PAIRS_AXIS, TRANSFORMS_AXIS = "pairs", "transforms"
-PAIR_TERMS = ("ap", "sp")
-PAIR_FILE_KINDS = ("curated", "mined")
-ADDED_SP_FILE = "added_sp_pairs.csv"
+SECTIONS = ("data", "backbone", "method", "augment", "optim", "train", "knn")  # axes whose values set several keys
+PAIR_TERMS = ("ap", "sp", "mined")
+PAIR_FILE_KINDS = ("curated", "mined", "reviewed")
 RESULTS = "results.csv"
 # Columns of every results row, in order: cell, the axes, RUN_COLUMNS, the metrics, COST_COLUMNS, other values.
 RUN_COLUMNS = ("epochs", "num_pairs")
-COST_COLUMNS = ("final_loss", "images_per_s", "seconds", "device", "precision", "run_dir", "error")
+COST_COLUMNS = ("final_loss", "images_per_s", "seconds", "device", "precision", "run_dir", "error", "warning", "config_hash")
 
 
 # ----------------------------------------------------------------------------- config
@@ -65,8 +81,9 @@ class ExperimentConfig(BaseModel):
     """A grid of runs: ``base`` run config x ``axes``, evaluated by ``evaluations``.
 
     ``seed_axis`` is the axis that repeats a setting (reports average over it). ``embedding``
-    lists the cells whose test features get a 2-D PCA map (None: the first cell of each ``pairs``
-    value, or the first cell; ``[]``: no map).
+    lists the cells whose test features get a 2-D t-SNE map (None: the first cell of each ``pairs``
+    value, or the first cell; ``[]``: no map). ``skip``: partial cells (axis -> value) left out.
+    ``mining``: how ``+mined`` cells mine their pairs.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -78,6 +95,13 @@ class ExperimentConfig(BaseModel):
     seed_axis: str = "train.seed"
     evaluations: list[str] = ["knn"]
     embedding: list[str] | None = None
+    skip: list[dict[str, Any]] = []
+    mining: MiningSettings = MiningSettings()
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        return plain_name(value)
 
     @field_validator("axes")
     @classmethod
@@ -85,8 +109,11 @@ class ExperimentConfig(BaseModel):
         if not axes:
             raise ValueError("give at least one axis, e.g. pairs: [ap, sp]")
         for name, values in axes.items():
-            if name not in (PAIRS_AXIS, TRANSFORMS_AXIS) and "." not in name:
-                raise ValueError(f"axis {name!r} is neither a dotted config key (e.g. train.seed) nor pairs / transforms")
+            if name not in (PAIRS_AXIS, TRANSFORMS_AXIS, *SECTIONS) and "." not in name:
+                raise ValueError(f"axis {name!r} is neither a dotted config key (e.g. train.seed), a section "
+                                 f"({', '.join(SECTIONS)}) nor pairs / transforms")
+            if name in SECTIONS and not all(isinstance(v, dict) and v for v in values):
+                raise ValueError(f"axis {name!r}: each value is a mapping of {name} keys, e.g. {{width: 0.25}}")
             if name.split(".")[0] in ("name", "out_dir"):
                 raise ValueError(f"axis {name!r}: the grid names the runs and places them itself")
             if not values:
@@ -95,6 +122,14 @@ class ExperimentConfig(BaseModel):
             if len(set(shown)) != len(shown):
                 raise ValueError(f"axis {name!r} repeats a value: {shown}")
         return axes
+
+    @model_validator(mode="after")
+    def _skips_name_axes(self):
+        for rule in self.skip:
+            unknown = sorted(set(rule) - set(self.axes))
+            if not rule or unknown:
+                raise ValueError(f"skip rule {rule} must name axes of the grid ({', '.join(self.axes)}); unknown: {unknown}")
+        return self
 
     @field_validator("evaluations")
     @classmethod
@@ -155,12 +190,15 @@ def cell_dirname(cell_id: str) -> str:
 
 @dataclass(frozen=True)
 class Cell:
-    """One run of the grid: its axis values, stable id, validated config, and the SP file it must generate."""
+    """One run of the grid: its axis values, stable id, validated config, and the pair files it must generate:
+    ``added_sp`` (``+sp``), ``mined`` (``+mined``, with the checkpoint of the cell ``encoder``)."""
 
     id: str
     values: dict[str, str]
     config: RunConfig
     added_sp: Path | None = None
+    mined: Path | None = None
+    encoder: "Cell | None" = None
 
     @property
     def run_dir(self) -> Path:
@@ -169,34 +207,39 @@ class Cell:
 
 def split_pair_terms(value: str) -> list[str]:
     """The terms of a ``pairs`` axis value: ``ap+mined:a+b.csv`` -> ``["ap", "mined:a+b.csv"]``."""
-    return re.split(r"\+(?=(?:ap|sp|curated:|mined:))", value)
+    return re.split(r"\+(?=(?:ap|sp|curated:|reviewed:|mined))", value)
 
 
-def pairs_settings(value: str, run_dir: Path) -> tuple[dict[str, Any], Path | None]:
-    """Pair settings of a ``pairs`` axis value (see the module doc), and the SP file to generate for ``+sp``."""
+def pairs_settings(value: str, run_dir: Path) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Pair settings of a ``pairs`` axis value (see the module doc), and the files to generate (``sp``, ``mined``)."""
     terms = split_pair_terms(value)
     settings: dict[str, Any] = {"pairs.file": None}
     added: list[str] = []
-    added_sp = None
+    generated: dict[str, Path] = {}
     for i, term in enumerate(terms):
         kind, _, file = term.partition(":")
         if term not in PAIR_TERMS and not (kind in PAIR_FILE_KINDS and file):
-            raise ConfigError(f"pairs axis value {value!r}: unknown term {term!r}; use ap, sp, curated:<file>, mined:<file>, joined by +")
+            raise ConfigError(f"pairs axis value {value!r}: unknown term {term!r}; use ap, sp, mined, curated:<file>, "
+                              "mined:<file>, reviewed:<file>, joined by +")
         if terms.index(term) != i:
             raise ConfigError(f"pairs axis value {value!r} repeats {term!r}")
         if i == 0:
+            if term == "mined":
+                raise ConfigError(f"pairs axis value {value!r}: mined pairs are added to the augmented ones: ap+mined")
             settings["pairs.source"] = {"ap": "augmented", "sp": "labels"}.get(term, "file")
             if file:
                 settings["pairs.file"] = file
         elif term == "ap":
             raise ConfigError(f"pairs axis value {value!r}: put ap first (ap+...), the augmented set is the main set")
-        elif term == "sp":
-            added_sp = run_dir / ADDED_SP_FILE
-            added.append(str(added_sp))
+        elif term in ("sp", "mined"):
+            generated[term] = run_dir / (ADDED_SP_FILE if term == "sp" else MINED_FILE)
+            added.append(str(generated[term]))
         else:
             added.append(file)
+    if "mined" in generated and terms[0] != "ap":
+        raise ConfigError(f"pairs axis value {value!r}: mined pairs come from the ap cell's checkpoint: use ap+mined")
     settings["pairs.add_files"] = added
-    return settings, added_sp
+    return settings, generated
 
 
 def transform_settings(value: str) -> dict[str, Any]:
@@ -221,13 +264,17 @@ def expand(exp: ExperimentConfig) -> list[Cell]:
         values = {axis: format_value(v) for axis, v in zip(exp.axes, combo)}
         cell_id = ",".join(f"{axis}={v}" for axis, v in values.items())
         run_dir = runs / cell_dirname(cell_id)
+        if any(all(values[a] == format_value(v) for a, v in rule.items()) for rule in exp.skip):
+            continue
         settings: dict[str, Any] = {}
-        added_sp = None
+        generated: dict[str, Path] = {}
         for axis, raw in zip(exp.axes, combo):
             if axis == PAIRS_AXIS:
-                these, added_sp = pairs_settings(values[axis], run_dir)
+                these, generated = pairs_settings(values[axis], run_dir)
             elif axis == TRANSFORMS_AXIS:
                 these = transform_settings(values[axis])
+            elif axis in SECTIONS:
+                these = {f"{axis}.{key}": v for key, v in raw.items()}
             else:
                 these = {axis: raw}
             clash = sorted(set(these) & set(settings))
@@ -244,11 +291,23 @@ def expand(exp: ExperimentConfig) -> list[Cell]:
             problem = requires(cfg) if requires is not None else None
             if problem:
                 raise ConfigError(f"cell {cell_id}: evaluation {name!r} cannot run: {problem}")
-        cells.append(Cell(cell_id, values, cfg, added_sp))
+        cells.append(Cell(cell_id, values, cfg, generated.get("sp"), generated.get("mined")))
+    cells = [_with_encoder(cell, cells) if cell.mined else cell for cell in cells]
     unknown = sorted(set(exp.embedding or ()) - {c.id for c in cells})
     if unknown:
         raise ConfigError(f"embedding names cells not in the grid: {unknown}; cell ids look like {cells[0].id}")
     return cells
+
+
+def _with_encoder(cell: Cell, cells: list[Cell]) -> Cell:
+    """``cell`` (an ``ap+mined`` cell) linked to the ``ap`` cell with the same other values, whose checkpoint mines."""
+    wanted = {**cell.values, PAIRS_AXIS: "ap"}
+    encoder = next((c for c in cells if c.values == wanted), None)
+    if encoder is None:
+        raise ConfigError(f"cell {cell.id}: ap+mined mines with the checkpoint of the cell "
+                          f"{','.join(f'{a}={v}' for a, v in wanted.items())}, which the grid lacks: add ap to the "
+                          "pairs axis (and do not skip it)")
+    return replace(cell, encoder=encoder)
 
 
 # ----------------------------------------------------------------------------- results
@@ -262,15 +321,33 @@ def read_results(path: Path) -> dict[str, dict[str, str]]:
         return {row["cell"]: row for row in csv.DictReader(f)}
 
 
+def cell_hash(cell: Cell, mining: MiningSettings | None = None) -> str:
+    """The identity of what a cell computes: a hash of its resolved run config (but where the
+    experiment folder lies) and of the contents of the pair files it reads; a file the grid
+    generates counts by what generates it (the SP file: the config; the mined file: the encoder
+    cell's identity and the ``mining`` settings)."""
+    tree = cell.config.model_dump(mode="json", exclude={"out_dir"})
+    generated = {str(path): name for path, name in ((cell.added_sp, ADDED_SP_FILE), (cell.mined, MINED_FILE)) if path}
+    tree["pairs"]["add_files"] = [generated.get(f, f) for f in tree["pairs"]["add_files"]]
+    files = [f for f in [tree["pairs"]["file"], *tree["pairs"]["add_files"]] if f and f not in generated.values()]
+    contents = {f: hashlib.sha256(Path(f).read_bytes()).hexdigest() if Path(f).is_file() else None for f in files}
+    if cell.encoder is not None:
+        contents[MINED_FILE] = [cell_hash(cell.encoder), (mining or MiningSettings()).model_dump()]
+    return hashlib.sha256(json.dumps([tree, contents], sort_keys=True).encode()).hexdigest()[:16]
+
+
 def grid_rows(exp: ExperimentConfig, cells: Sequence[Cell] | None = None) -> list[dict[str, str]]:
-    """The results rows of the grid's cells, in grid order (rows of cells no longer in the grid left out)."""
+    """The results rows of the grid's cells, in grid order: rows of cells no longer in the grid, and
+    rows computed with other settings (another ``config_hash``), left out."""
     rows = read_results(exp.results_path)
-    return [rows[c.id] for c in (cells if cells is not None else expand(exp)) if c.id in rows]
+    return [rows[c.id] for c in (cells if cells is not None else expand(exp))
+            if c.id in rows and rows[c.id].get("config_hash") == cell_hash(c, exp.mining)]
 
 
-def is_done(row: dict[str, str] | None, cell: Cell, metrics: Sequence[str]) -> bool:
-    """A row counts as done when training stopped for good, or it has every metric at the configured epochs."""
-    if row is None:
+def is_done(row: dict[str, str] | None, cell: Cell, metrics: Sequence[str], mining: MiningSettings | None = None) -> bool:
+    """A row of the same cell (same ``config_hash``) counts as done when training stopped for good, or it
+    has every metric at the configured epochs."""
+    if row is None or row.get("config_hash") != cell_hash(cell, mining):
         return False
     if row.get("error"):
         return True
@@ -288,15 +365,6 @@ def _device_name(cfg: RunConfig) -> str:
     return "cpu" if cfg.train.accelerator == "auto" else cfg.train.accelerator
 
 
-def _write_added_sp(cell: Cell) -> None:
-    """The SP file of an ``...+sp`` cell: pairs from the labels with the cell's per_class and seed."""
-    cfg = cell.config
-    store = load_split(cfg.data, cfg.data.split, cfg.data.limit_per_class)
-    pairs = build_pairs(PairsConfig(source="labels", per_class=cfg.pairs.per_class, seed=cfg.pairs.seed), store)
-    cell.added_sp.parent.mkdir(parents=True, exist_ok=True)
-    pairs.save(cell.added_sp, ids=store.ids, class_names=store.class_names)
-
-
 def run_cell(exp: ExperimentConfig, cell: Cell, callbacks: Sequence[Callable[[int, dict], None]] = (), progress: bool = True) -> dict[str, str]:
     """Train (or resume) one cell, evaluate it, and return its results row (as text, as results.csv holds it).
 
@@ -305,9 +373,14 @@ def run_cell(exp: ExperimentConfig, cell: Cell, callbacks: Sequence[Callable[[in
     cfg = cell.config
     row: dict[str, Any] = dict.fromkeys(["cell", *exp.axes, *RUN_COLUMNS, *exp.metrics(), *COST_COLUMNS], "")
     row.update({"cell": cell.id, **cell.values, "device": _device_name(cfg), "precision": resolve_precision(cfg),
-                "run_dir": str(cell.run_dir)})
-    if cell.added_sp is not None and not cell.added_sp.exists() and _writes_files():
-        _write_added_sp(cell)  # the other ranks read it after rank 0 loaded the run's data
+                "run_dir": str(cell.run_dir), "config_hash": cell_hash(cell, exp.mining)})
+    if _writes_files():  # the other ranks read these files after rank 0 loaded the run's data
+        if cell.added_sp is not None and not cell.added_sp.exists():
+            write_added_sp(cfg, cell.added_sp)
+        if cell.mined is not None and not cell.mined.exists():
+            write_mined(cfg, cell.mined, cell.encoder.run_dir, exp.mining)
+    if cell.mined is not None:
+        row.update(mined_columns(cfg, cell.mined))
     try:
         result = train(cfg, resume=(cell.run_dir / LAST).exists(), callbacks=callbacks, progress=progress)
     except TrainingStopped as exc:
@@ -316,6 +389,7 @@ def run_cell(exp: ExperimentConfig, cell: Cell, callbacks: Sequence[Callable[[in
     history = result.history
     seconds = sum(h["seconds"] for h in history)
     row.update({"epochs": history[-1]["epoch"], "num_pairs": result.pairs, "final_loss": history[-1]["loss"],
+                "warning": history[-1].get("warning", ""),
                 "images_per_s": sum(h["images_per_s"] * h["seconds"] for h in history) / seconds, "seconds": seconds})
     for name in exp.evaluations:
         row.update(EVALUATORS[name].fn(result, cfg))
@@ -340,15 +414,23 @@ def run_grid(
     if not resume:
         earlier = [p for p in (exp.results_path, *(c.run_dir / LAST for c in cells)) if p.exists()]
         if earlier:
-            raise FileExistsError(f"{exp.directory} already holds results or checkpoints ({earlier[0]}): resume it, "
+            raise RunExists(f"{exp.directory} already holds results or checkpoints ({earlier[0]}): resume it, "
                                   "or delete the folder / choose another experiment name")
+    for cell in cells:  # every cell that will resume must be resumable, before any cell is trained
+        if (cell.run_dir / LAST).exists():
+            try:
+                check_resume(cell.config)
+            except ResumeRefused as exc:
+                raise ResumeRefused(f"cell {cell.id}: {exc}. For a grid: restore the experiment's settings, or give "
+                                    "it a new name") from None
     if _writes_files():
         exp.directory.mkdir(parents=True, exist_ok=True)
-        (exp.directory / "experiment.yaml").write_text(yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False))
+        write_text(exp.directory / "experiment.yaml", yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False))
     rows = read_results(exp.results_path)
     metrics = list(exp.metrics())
-    for i, cell in enumerate(cells, 1):
-        if is_done(rows.get(cell.id), cell, metrics):
+    order = sorted(range(len(cells)), key=lambda k: cells[k].encoder is not None)  # encoders train before their miners
+    for i, cell in ((k + 1, cells[k]) for k in order):
+        if is_done(rows.get(cell.id), cell, metrics, exp.mining):
             log(f"[{i}/{len(cells)}] {cell.id}: done, skipped")
             continue
         log(f"[{i}/{len(cells)}] {cell.id} -> {cell.run_dir}")

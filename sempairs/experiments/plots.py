@@ -26,6 +26,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from sempairs.atomic import atomic_open
 from sempairs.csvio import write_rows
 from sempairs.eval.features import extract_features
 from sempairs.experiments.grid import (
@@ -78,7 +79,8 @@ def save_plot(fig: Figure, table: list[dict], out_dir: Path, name: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     write_rows(out_dir / f"{name}.csv", table)
     png = out_dir / f"{name}.png"
-    fig.savefig(png, dpi=120)
+    with atomic_open(png, "wb") as f:
+        fig.savefig(f, format="png", dpi=120)
     return png
 
 

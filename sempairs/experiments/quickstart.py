@@ -1,63 +1,153 @@
-"""The README's main job: SP vs matched AP SimCLR runs on the embedded default, with kNN.
+"""The README's main job: SP, matched AP, AP+SP and an untrained backbone, over seeds, with a reading.
 
-A random-initialisation row is printed beside the two arms so that a user can see how much each
-short run learned: at 32 px an untrained ResNet already scores far above chance on kNN.
+The quickstart is an experiment grid (``sempairs/configs/quickstart.yaml``: pair set x seed) run
+through :func:`sempairs.experiments.grid.run_grid`, so a killed quickstart resumes. Each arm
+pretrains on half of the classes; kNN on those (seen) and on the other half (unseen) tells what
+each kind of pair teaches and how far it carries. The table, the reading and
+``<out-dir>/quickstart.json`` (per arm: settings and per-seed kNN top-1) are made from the grid's
+results rows.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import statistics
+import time
 from importlib import resources
 from pathlib import Path
 
-import torch
 from rich.console import Console
 from rich.table import Table
 
-from sempairs.config import RunConfig, load_config
-from sempairs.eval.protocol import knn_evaluate
-from sempairs.train import build_method, train
-from sempairs.train.checkpoint import LAST
-from sempairs.train.data import load_run_data
-from sempairs.train.loop import uses_cuda
+from sempairs.atomic import write_text
+from sempairs.config import merge, read_yaml_mapping
+from sempairs.experiments.grid import ExperimentConfig, expand, run_grid
 
-ARMS = {"SP": "labels", "AP": "augmented"}
-LEGEND = ("SP: semantic pairs, two different images of one class, built from the labels (not a self-supervised "
-          "result). AP: the matched augmented pairs, two views of one image, same classes and pair count. "
-          "Random init: the same backbone untrained.")
+ARMS = {"SP": "sp", "AP": "ap", "AP+SP": "ap+sp"}  # table name -> value of the grid's pairs axis
+RANDOM = "random init"
+METRICS = {"seen": ("transfer_seen_knn_top1", "random_init_knn_top1"),
+           "unseen": ("transfer_unseen_knn_top1", "random_init_unseen_knn_top1")}  # (trained column, untrained column)
+LEGEND = ("SP: semantic pairs, two different images of one class, drawn from the labels (so SP is not a "
+          "self-supervised result). AP: the matched augmented pairs, two views of one image, same images per class "
+          "and pair count. AP+SP: both sets. Random init: the same backbone untrained.")
 
 
 def default_config_path() -> Path:
     return Path(str(resources.files("sempairs") / "configs" / "quickstart.yaml"))
 
 
-def random_init_knn(cfg: RunConfig) -> dict:
-    """kNN accuracy of the untrained backbone of ``cfg`` (same seed, data and protocol)."""
-    torch.manual_seed(cfg.train.seed)
-    data = load_run_data(cfg)
-    cuda = uses_cuda(cfg)
-    backbone = build_method(cfg).backbone.to("cuda" if cuda else "cpu")
-    return knn_evaluate(backbone, data.train, data.test, cfg.data.size, cfg.augment.mean, cfg.augment.std,
-                        k=cfg.knn.k, temperature=cfg.knn.temperature, batch_size=cfg.knn.batch_size, channels_last=cuda)
+def quickstart_experiment(out_dir: Path, dataset: str, download: bool, overrides: dict | None = None,
+                          seeds: int | None = None) -> ExperimentConfig:
+    """The embedded quickstart grid at ``out_dir`` on ``dataset``; ``overrides`` (a nested dict) merge into its base,
+    ``seeds`` (None: the config's) sets the seeds ``0 .. seeds - 1``."""
+    tree = read_yaml_mapping(default_config_path(), "experiment", "name, base, axes")
+    tree["base"] = merge(merge(tree["base"], {"data": {"dataset": dataset, "download": download}}), overrides or {})
+    if seeds is not None:
+        tree["axes"]["train.seed"] = list(range(seeds))
+    out_dir = Path(out_dir)
+    return ExperimentConfig.model_validate({**tree, "name": out_dir.name, "out_dir": str(out_dir.parent)})
 
 
-def run_quickstart(out_dir: Path, dataset: str, download: bool, console: Console, overrides: list[str] | None = None) -> dict[str, dict]:
-    """Train both arms (resuming any that a previous call left unfinished) and print their kNN accuracy."""
-    results = {}
-    for arm, source in ARMS.items():
-        cfg = load_config(default_config_path(), [
-            f"out_dir={out_dir}", f"name={source}", f"pairs.source={source}", f"data.dataset={dataset}",
-            f"data.download={download}", *(overrides or []),
-        ])
-        console.print(f"[bold]{arm}[/]: SimCLR {cfg.backbone.name}, {cfg.data.size} px, {cfg.train.epochs} epochs -> {cfg.run_dir}")
-        result = train(cfg, resume=(cfg.run_dir / LAST).exists())
-        final = result.history[-1]
-        results[arm] = {"pairs": result.pairs, "epochs": final["epoch"], "loss": final["loss"], **result.knn}
-    results["Random init"] = {"pairs": 0, "epochs": 0, "loss": float("nan"), **random_init_knn(cfg)}
-    table = Table("pairs", "pairs trained", "epochs", "final loss", "kNN top-1 %", "kNN top-5 %",
-                  title=f"SimCLR on {dataset}: kNN (k={cfg.knn.k}) on {result.knn['test_images']} test images")
-    for arm, res in results.items():
-        table.add_row(arm, str(res["pairs"]), str(res["epochs"]), f"{res['loss']:.3f}", f"{res['knn_top1']:.2f}", f"{res['knn_top5']:.2f}")
+def _spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else float("nan")
+
+
+def summarise(exp: ExperimentConfig, rows: list[dict[str, str]]) -> dict:
+    """Per arm: settings and, per seed, kNN top-1 on the seen and the unseen classes; mean and spread (sample std)."""
+    cells = {c.id: c for c in expand(exp)}
+    arms: dict[str, dict] = {}
+    for arm, value in {**ARMS, RANDOM: "sp"}.items():
+        mine = [r for r in rows if r["pairs"] == value and not r.get("error")]
+        if not mine:
+            continue
+        cfg = cells[mine[0]["cell"]].config
+        column = 1 if arm == RANDOM else 0
+        seeds = {r["train.seed"]: {group: float(r[cols[column]]) for group, cols in METRICS.items() if r.get(cols[column])}
+                 for r in mine}
+        settings = {"pairs": 0 if arm == RANDOM else int(mine[0]["num_pairs"]), "epochs": 0 if arm == RANDOM else cfg.train.epochs,
+                    "method": cfg.method.name, "backbone": cfg.backbone.name, "small_stem": cfg.backbone.small_stem,
+                    "image_size": cfg.data.size, "batch_size": cfg.train.batch_size, "optimizer": cfg.optim.name,
+                    "lr": cfg.optim.lr, "augment": value if arm != RANDOM else None}
+        groups = {g: [s[g] for s in seeds.values() if g in s] for g in METRICS}
+        arms[arm] = {"settings": settings, "seeds": seeds,
+                     **{g: {"mean": statistics.fmean(v), "spread": _spread(v)} for g, v in groups.items() if v}}
+    some = next(iter(cells.values())).config
+    return {"dataset": some.data.dataset, "seen_classes": some.data.classes, "knn_k": some.knn.k,
+            "test_images_per_class": some.data.test_limit_per_class, "arms": arms}
+
+
+def _difference(summary: dict, a: str, b: str, group: str) -> tuple[float, float] | None:
+    """``mean(a) - mean(b)`` on ``group`` and its spread: ``sqrt(spread(a)^2 + spread(b)^2)``, the seed-to-seed
+    spread of the difference of two single runs (conservative: it does not shrink with more seeds)."""
+    arms = summary["arms"]
+    if group not in arms.get(a, {}) or group not in arms.get(b, {}):
+        return None
+    first, second = arms[a][group], arms[b][group]
+    return first["mean"] - second["mean"], (first["spread"] ** 2 + second["spread"] ** 2) ** 0.5
+
+
+def reading(summary: dict) -> list[str]:
+    """What the numbers show, in sentences built from them (including where SP loses, and what is within noise)."""
+    lines = []
+    arms = summary["arms"]
+    if RANDOM in arms:
+        gains = [f"{arm} {arms[arm]['seen']['mean'] - arms[RANDOM]['seen']['mean']:+.1f}" for arm in ARMS if arm in arms]
+        lines.append(f"Pretraining vs the untrained backbone, seen classes: {', '.join(gains)} points.")
+    for group in ("seen", "unseen"):
+        diff = _difference(summary, "SP", "AP", group)
+        if diff is None:
+            continue
+        mean, spread = diff
+        leader, other = ("SP", "AP") if mean > 0 else ("AP", "SP")
+        if spread == spread and abs(mean) > 2 * spread:
+            verdict = f"{leader} beats {other} by more than twice the seed spread"
+        else:
+            verdict = "within the seed-to-seed noise: no conclusion"
+        lines.append(f"{group.capitalize()} classes: SP - AP = {mean:+.1f} ± {spread:.1f} points: {verdict}.")
+    both = [_difference(summary, "AP+SP", arm, g) for arm in ("SP", "AP") for g in ("seen", "unseen")]
+    if all(both):
+        lines.append("AP+SP vs SP / AP: seen {:+.1f} / {:+.1f}, unseen {:+.1f} / {:+.1f} points.".format(
+            both[0][0], both[2][0], both[1][0], both[3][0]))
+    return lines
+
+
+def _cell(stats: dict | None) -> str:
+    if not stats:
+        return "–"
+    spread = f" ± {stats['spread']:.1f}" if stats["spread"] == stats["spread"] else ""
+    return f"{stats['mean']:.1f}{spread}"
+
+
+def print_summary(summary: dict, seconds: float, out_dir: Path, console: Console) -> None:
+    """The table (mean ± spread, the sample std over seeds), the reading and where things are."""
+    arms = summary["arms"]
+    seen = ", ".join(summary["seen_classes"] or [])
+    seeds = max(len(entry["seeds"]) for entry in arms.values())
+    table = Table("arm", "pairs", "epochs", "seen classes", "unseen classes",
+                  title=f"kNN top-1 % (k={summary['knn_k']}) on {summary['dataset']} test images, mean ± std over {seeds} seeds")
+    for arm, entry in arms.items():
+        table.add_row(arm, str(entry["settings"]["pairs"]), str(entry["settings"]["epochs"]),
+                      _cell(entry.get("seen")), _cell(entry.get("unseen")))
     console.print(table)
-    console.print(LEGEND + f" A smoke-scale comparison ({cfg.train.epochs} epochs on a slice), not a reproduction of the study."
-                  f" Runs and metrics: {out_dir}")
-    return results
+    console.print(f"Pretrained on {seen} (seen); unseen: the other classes. " + LEGEND, soft_wrap=True)
+    for line in reading(summary):
+        console.print(line, soft_wrap=True)
+    console.print(f"A CPU-scale comparison, not a reproduction of the study. {seconds / 60:.1f} min. Runs, results and "
+                  f"report: {out_dir}; table: {out_dir / 'quickstart.json'}", soft_wrap=True)
+
+
+def run_quickstart(out_dir: Path, dataset: str, download: bool, console: Console, overrides: dict | None = None,
+                   seeds: int | None = None) -> dict:
+    """Train every arm and seed (resuming what a previous call left unfinished), print the table, write quickstart.json."""
+    started = time.perf_counter()
+    exp = quickstart_experiment(out_dir, dataset, download, overrides, seeds)
+    rows = run_grid(exp, log=console.print)
+    summary = summarise(exp, rows)
+    devices = sorted({r["device"] for r in rows if r.get("device")})
+    summary.update({"date": time.strftime("%Y-%m-%d"), "device": f"{', '.join(devices)} ({os.cpu_count()} CPUs)",
+                    "minutes": (time.perf_counter() - started) / 60, "reading": reading(summary),
+                    "experiment": exp.model_dump(mode="json")})
+    write_text(exp.directory / "quickstart.json", json.dumps(summary, indent=1))
+    print_summary(summary, time.perf_counter() - started, exp.directory, console)
+    return summary

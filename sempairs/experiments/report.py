@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from sempairs.atomic import write_text
 from sempairs.experiments.grid import PAIRS_AXIS, Cell, ExperimentConfig, expand, format_value, grid_rows, split_pair_terms
 
 # Below these a grid is called smoke-scale in the report.
@@ -197,7 +198,7 @@ def write_report(exp: ExperimentConfig, cells: Sequence[Cell] | None = None, row
         lines += [f"{missing} of {len(cells)} cells have no results yet: run the experiment again to finish them.", ""]
     path = exp.directory / "report.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
     return path
 
 

@@ -9,7 +9,8 @@ Small-image defaults follow solo-learn's CIFAR recipe (scripts/pretrain/cifar/ba
 projector 3 layers 2048 -> 2048 -> 2048 (Linear-BN-ReLU x2, Linear) and ``scale_loss`` 0.1,
 which we keep (its LARS lr 0.3 was tuned for the scaled loss; set ``scale_loss=1`` for the
 paper's unscaled objective). lambda = 5e-3 is the paper's value (the official code and
-solo-learn use 0.0051).
+solo-learn use 0.0051). Optimiser (``recipe``): solo-learn's LARS, lr 0.3 x batch/256, weight
+decay 1e-4, trust coefficient 0.02 with clipping, 10 warmup epochs then cosine.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class BarlowTwinsConfig(BaseModel):
 @register
 class BarlowTwins(Method):
     config_class = BarlowTwinsConfig
+    recipe = {"name": "lars", "lr": 0.3, "weight_decay": 1e-4}  # solo-learn scripts/pretrain/cifar/barlow.yaml
 
     def __init__(self, backbone, feat_dim: int, cfg: BarlowTwinsConfig):
         super().__init__(backbone, feat_dim, cfg)

@@ -9,8 +9,9 @@ Momentum follows the cosine schedule m_k = 1 - (1 - m_base)(cos(pi k / K) + 1) /
 
 Small-image defaults follow solo-learn's CIFAR recipe (scripts/pretrain/cifar/byol.yaml):
 projector 2-layer MLP 4096 -> 256, predictor 256 -> 4096 -> 256, momentum 0.99 -> 1.0
-(the paper's ImageNet value is 0.996; LARS, lr 1.0 x batch/256, weight decay 1e-5 are set in
-the optimiser config). The EMA update runs in ``after_step``, after the optimiser step.
+(the paper's ImageNet value is 0.996). Optimiser (``recipe``): solo-learn's (byol.yaml) LARS,
+lr 1.0 x batch/256, weight decay 1e-5, trust coefficient 0.02 with clipping, 10 warmup epochs
+then cosine. The EMA update runs in ``after_step``, after the optimiser step.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class BYOLConfig(BaseModel):
 @register
 class BYOL(Method):
     config_class = BYOLConfig
+    recipe = {"name": "lars", "lr": 1.0, "weight_decay": 1e-5}  # solo-learn scripts/pretrain/cifar/byol.yaml
 
     def __init__(self, backbone, feat_dim: int, cfg: BYOLConfig):
         super().__init__(backbone, feat_dim, cfg)

@@ -26,9 +26,15 @@ two global views are the pair's anchor and positive; the local views (smaller cr
 through the student only, in one forward (as DINO's MultiCropWrapper groups crops of one
 resolution), while the teacher sees the global views. With SP pairs a local crop of the anchor is
 thus matched to the teacher's view of the anchor itself and of its semantic positive.
-Not implemented (they belong to the training loop): gradient clipping and freezing the
-prototype layer during the first epoch. The student backbone is ``backbone`` (what evaluation
-uses); the paper evaluates the teacher, which is ``teacher_backbone``.
+The prototype layer takes no update during the first ``freeze_last_layer_epochs`` epochs (1 in
+the paper and solo-learn). The student backbone is ``backbone`` (what evaluation uses); the paper
+evaluates the teacher, which is ``teacher_backbone``.
+
+Optimiser (``recipe_for``): ResNets take solo-learn's CIFAR DINO (scripts/pretrain/cifar/dino.yaml:
+LARS, lr 0.3 x batch/256, weight decay 1e-6, trust coefficient 0.02 with clipping, no gradient
+clipping, 10 warmup epochs then cosine); ViTs the paper's (facebookresearch/dino main_dino.py
+defaults: AdamW, lr 5e-4 x batch/256, weight decay cosine 0.04 -> 0.4, per-parameter gradient
+clipping at 3.0, 10 warmup epochs, cosine to 1e-6).
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ class DINOConfig(BaseModel):
     center_momentum: float = Field(0.9, ge=0, le=1)
     base_momentum: float = Field(0.996, ge=0, le=1)
     final_momentum: float = Field(1.0, ge=0, le=1)
+    freeze_last_layer_epochs: int = Field(1, ge=0)
 
     def teacher_temp_at(self, step: int, total_steps: int) -> float:
         """Linear warmup from ``warmup_teacher_temp`` to ``teacher_temp``, then constant.
@@ -89,6 +96,10 @@ class DINOHead(nn.Module):
         self.prototypes = nn.Parameter(nn.Linear(bottleneck_dim, out_dim, bias=False).weight.detach().clone())
         self.prototype_norms = None if norm_last_layer else nn.Parameter(torch.ones(out_dim, 1))
 
+    def last_layer(self) -> list[nn.Parameter]:
+        """The parameters of the prototype layer (DINO's ``last_layer``)."""
+        return [p for p in (self.prototypes, self.prototype_norms) if p is not None]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.normalize(self.mlp(x), dim=-1)
         w = F.normalize(self.prototypes, dim=1)
@@ -101,6 +112,14 @@ class DINOHead(nn.Module):
 class DINO(Method):
     config_class = DINOConfig
     supports_local_crops = True
+    recipe = {"name": "lars", "lr": 0.3, "weight_decay": 1e-6}  # solo-learn scripts/pretrain/cifar/dino.yaml
+    vit_recipe = {"name": "adamw", "lr": 5e-4, "weight_decay": 0.04, "final_weight_decay": 0.4, "clip_grad": 3.0,
+                  "min_lr": 1e-6}  # facebookresearch/dino main_dino.py defaults
+
+    @classmethod
+    def recipe_for(cls, backbone: str) -> dict:
+        """The paper's recipe for ViTs, solo-learn's CIFAR recipe for ResNets."""
+        return dict(cls.vit_recipe if backbone.startswith("vit") else cls.recipe)
 
     def __init__(self, backbone, feat_dim: int, cfg: DINOConfig):
         super().__init__(backbone, feat_dim, cfg)
@@ -126,6 +145,12 @@ class DINO(Method):
         if self.training:
             self._pending = [t1, t2]
         return StepOutput(loss, s1.detach())
+
+    def before_update(self, epoch: int) -> None:
+        """No update of the prototype layer during the first ``freeze_last_layer_epochs`` epochs."""
+        if epoch < self.cfg.freeze_last_layer_epochs:
+            for param in self.head.last_layer():
+                param.grad = None
 
     def after_step(self, step: int, total_steps: int) -> None:
         m = cosine_momentum(step, total_steps, self.cfg.base_momentum, self.cfg.final_momentum)

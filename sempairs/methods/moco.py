@@ -13,6 +13,9 @@ K = 4096 from the official MoCo CIFAR-10 demo (facebookresearch/moco, colab note
 "queue size saturated at --moco-k 4096" on CIFAR; solo-learn uses 32768 with a cosine momentum
 0.99 -> 0.999, reachable here via ``queue_size`` and ``final_momentum``). Symmetric loss on by
 default (demo kNN at 200 epochs: 85.3 vs 82.6, at twice the encoder passes per step).
+Optimiser (``recipe``): solo-learn's CIFAR MoCo v2+ (scripts/pretrain/cifar/mocov2plus.yaml): SGD,
+momentum 0.9, lr 0.3 x batch/256, weight decay 1e-4, 10 warmup epochs then cosine (the demo
+uses SGD lr 0.06 at batch 512, weight decay 5e-4, no warmup).
 
 Queue and momentum updates happen in ``after_step`` (after the optimiser step), not inside
 ``step``: ``step`` stays free of side effects, so the queue the loss read is not modified before
@@ -22,7 +25,9 @@ rank enqueues the same global batch and the queues stay identical.
 
 Not implemented: ShuffleBN (the demo reports -4% at 800 epochs without it on CIFAR; with a
 single process shuffling does not change BatchNorm statistics, and the demo's SplitBatchNorm
-is not reproduced). The queue starts as random unit vectors, as in the reference code.
+is not reproduced). With several processes ``train.sync_batchnorm`` (on by default) computes the
+statistics over the global batch instead, as solo-learn does. The queue starts as random unit
+vectors, as in the reference code.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class MoCoConfig(BaseModel):
 @register
 class MoCo(Method):
     config_class = MoCoConfig
+    recipe = {"name": "sgd", "lr": 0.3, "weight_decay": 1e-4}  # solo-learn scripts/pretrain/cifar/mocov2plus.yaml
 
     def __init__(self, backbone, feat_dim: int, cfg: MoCoConfig):
         super().__init__(backbone, feat_dim, cfg)

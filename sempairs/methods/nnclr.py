@@ -16,6 +16,10 @@ choice, not a published value: the paper uses 98,304 on ImageNet and solo-learn 
 CIFAR-10, more than its 50,000 images; the pair sets studied here are smaller, and a queue far
 larger than the data set mostly holds stale copies of the same images. Only filled slots are
 searched; before the first push the support set is the current batch's first-view projections.
+With several processes each scores its own rows against the predictions of the gathered batch
+(solo-learn's local rows x global columns). Optimiser (``recipe``): solo-learn's CIFAR NNCLR
+(scripts/pretrain/cifar/nnclr.yaml): LARS, lr 0.4 x batch/256, weight decay 1e-5, trust
+coefficient 0.02 with clipping, 10 warmup epochs then cosine.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from sempairs.losses import nnclr_loss
-from sempairs.methods.base import Method, StepOutput, enqueue, gather, register
+from sempairs.methods.base import Method, StepOutput, enqueue, first_row, gather, register
 from sempairs.models.heads import mlp
 
 
@@ -45,6 +49,7 @@ class NNCLRConfig(BaseModel):
 @register
 class NNCLR(Method):
     config_class = NNCLRConfig
+    recipe = {"name": "lars", "lr": 0.4, "weight_decay": 1e-5}  # solo-learn scripts/pretrain/cifar/nnclr.yaml
 
     def __init__(self, backbone, feat_dim: int, cfg: NNCLRConfig):
         super().__init__(backbone, feat_dim, cfg)
@@ -67,9 +72,8 @@ class NNCLR(Method):
         with torch.no_grad():
             new = gather(F.normalize(z1.detach(), dim=1))
         support = self.support(new)
-        preds = (self.predictor(z1), self.predictor(z2)) if self.cfg.use_predictor else (None, None)
-        p1, p2 = (None if p is None else gather(p) for p in preds)
-        loss = nnclr_loss(gather(z1), gather(z2), support, self.cfg.temperature, p1=p1, p2=p2)
+        p1, p2 = (self.predictor(z1), self.predictor(z2)) if self.cfg.use_predictor else (z1, z2)
+        loss = nnclr_loss(z1, z2, support, self.cfg.temperature, p1=gather(p1), p2=gather(p2), offset=first_row(z1))
         if self.training:
             self._pending = new
         return StepOutput(loss, z1.detach())

@@ -3,8 +3,17 @@
 Loss: NT-Xent over the 2N views of a batch; each view's positive is the other member of its pair
 (two augmentations of one image, or two images of a semantic pair), the other 2N-2 views are
 negatives: l(i,j) = -log exp(sim(z_i,z_j)/t) / sum_{k != i} exp(sim(z_i,z_k)/t).
+With several processes each scores its own 2n views against the 2N views of the gathered batch
+(lightly's local rows x global columns): the work per process does not grow with their number.
 Small-image defaults follow solo-learn's CIFAR recipe: 2-layer projector 2048 -> 256,
-temperature 0.2 (LARS, lr 0.4 x batch/256, weight decay 1e-5 are set in the optimiser config).
+temperature 0.2. Optimiser (``recipe``): solo-learn's CIFAR SimCLR (scripts/pretrain/cifar/simclr.sh):
+LARS, lr 0.4 x batch/256, weight decay 1e-5 (its later simclr.yaml says 1e-4), trust coefficient
+0.02 with clipping, biases and norms excluded, 10 warmup epochs then cosine.
+
+Variant ``mask_same_class`` (uses labels, so not self-supervised; report it under its own name):
+the views of images of the anchor's class are removed from its negatives (``nt_xent(exclude=)``),
+the pair's partner stays its only positive. With few classes a batch holds many same-class
+images, which plain NT-Xent pushes away from the anchor while a semantic pair pulls them close.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from sempairs.losses import nt_xent
-from sempairs.methods.base import Method, StepOutput, gather, register
+from sempairs.methods.base import Method, StepOutput, first_row, gather, register
 from sempairs.models.heads import mlp
 
 
@@ -25,18 +34,28 @@ class SimCLRConfig(BaseModel):
     temperature: float = 0.2
     proj_hidden_dim: int = 2048
     proj_dim: int = 256
+    mask_same_class: bool = False
 
 
 @register
 class SimCLR(Method):
     config_class = SimCLRConfig
+    recipe = {"name": "lars", "lr": 0.4, "weight_decay": 1e-5}  # solo-learn scripts/pretrain/cifar/simclr.sh
 
     def __init__(self, backbone, feat_dim: int, cfg: SimCLRConfig):
         super().__init__(backbone, feat_dim, cfg)
         self.projector = mlp(feat_dim, cfg.proj_hidden_dim, cfg.proj_dim)
 
-    def step(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
+    @property
+    def uses_labels(self) -> bool:
+        return self.cfg.mask_same_class
+
+    def step(self, view1: torch.Tensor, view2: torch.Tensor, labels: torch.Tensor | None = None) -> StepOutput:
         z = self.projector(self.backbone(torch.cat([view1, view2])))
         z1, z2 = z.chunk(2)
-        loss = nt_xent(gather(z1), gather(z2), self.cfg.temperature)
+        exclude = None
+        if labels is not None:  # the named variant: same-class views are no negatives
+            columns = torch.cat([gather(part) for part in labels.chunk(2)])
+            exclude = labels[:, None] == columns[None, :]
+        loss = nt_xent(z1, z2, self.cfg.temperature, columns=(gather(z1), gather(z2)), offset=first_row(z1), exclude=exclude)
         return StepOutput(loss, z1.detach())

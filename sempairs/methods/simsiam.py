@@ -8,8 +8,11 @@ momentum network: the stop-gradient alone prevents collapse.
 Small-image defaults follow solo-learn's CIFAR recipe (scripts/pretrain/cifar/simsiam.yaml):
 projector 3 layers 2048 -> 2048 -> 2048 with BN on every layer including the output
 (Linear-BN-ReLU x2, Linear-BN), predictor bottleneck 2048 -> 512 -> 2048 (the paper's
-Sec. 4.4). The paper's CIFAR setting (SGD, lr 0.03 x batch/256, weight decay 5e-4) and its
-fixed (not decayed) predictor learning rate belong to the optimiser and are not set here.
+Sec. 4.4). Optimiser (``recipe``): solo-learn's CIFAR SimSiam (scripts/pretrain/cifar/simsiam.yaml
+and the ``static_lr`` predictor of solo/methods/simsiam.py): SGD, momentum 0.9, lr 0.5 x
+batch/256, weight decay 1e-5, 10 warmup epochs then cosine, and the predictor's learning rate
+fixed at the peak (``optim.fixed_lr=[predictor]``; the paper, Sec. 4.2: a fixed predictor lr
+works better). The paper's own CIFAR setting is SGD, lr 0.03 x batch/256, weight decay 5e-4.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ class SimSiamConfig(BaseModel):
 @register
 class SimSiam(Method):
     config_class = SimSiamConfig
+    # solo-learn scripts/pretrain/cifar/simsiam.yaml; the predictor is static_lr in solo/methods/simsiam.py
+    recipe = {"name": "sgd", "lr": 0.5, "weight_decay": 1e-5, "fixed_lr": ["predictor"]}
 
     def __init__(self, backbone, feat_dim: int, cfg: SimSiamConfig):
         super().__init__(backbone, feat_dim, cfg)

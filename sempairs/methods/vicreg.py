@@ -8,8 +8,9 @@ are over the global batch (embeddings gathered across processes with their gradi
 
 Small-image defaults follow solo-learn's CIFAR recipe (scripts/pretrain/cifar/vicreg.yaml):
 expander 3 layers 2048 -> 2048 -> 2048 (Linear-BN-ReLU x2, Linear), weights
-lambda = mu = 25, nu = 1 (the paper's values), eps 1e-4 (LARS, lr 0.3 x batch/256, weight decay
-1e-4 there are optimiser settings).
+lambda = mu = 25, nu = 1 (the paper's values), eps 1e-4. Optimiser (``recipe``): solo-learn's
+LARS, lr 0.3 x batch/256, weight decay 1e-4, trust coefficient 0.02 with clipping, 10 warmup
+epochs then cosine.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class VICRegConfig(BaseModel):
 @register
 class VICReg(Method):
     config_class = VICRegConfig
+    recipe = {"name": "lars", "lr": 0.3, "weight_decay": 1e-4}  # solo-learn scripts/pretrain/cifar/vicreg.yaml
 
     def __init__(self, backbone, feat_dim: int, cfg: VICRegConfig):
         super().__init__(backbone, feat_dim, cfg)

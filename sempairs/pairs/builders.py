@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sempairs.errors import InputError
 from sempairs.pairs.pairset import AUGMENTED, PairSet
 
 LABELS = "labels"
@@ -45,7 +46,7 @@ def pairs_from_labels(labels: np.ndarray, per_class: int | None = None, seed: in
         k = len(members) // 2 if per_class is None else per_class
         possible = len(members) * (len(members) - 1) // 2
         if k > possible:
-            raise ValueError(f"class {c} has {len(members)} images: at most {possible} distinct pairs, {k} asked; lower per_class")
+            raise InputError(f"class {c} has {len(members)} images: at most {possible} distinct pairs, {k} asked; lower per_class")
         pairs = _class_pairs(members, k, rng)
         anchors.append(pairs[:, 0])
         positives.append(pairs[:, 1])

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from sempairs.data.store import ImageStore
+from sempairs.errors import SempairsError
 from sempairs.pairs.pairset import AUGMENTED, COLUMNS, PairSet
 
 REQUIRED = ("anchor", "positive")
@@ -29,7 +33,7 @@ class PairProblem:
         return f"{where}: {self.message} — fix: {self.fix}"
 
 
-class PairFileError(ValueError):
+class PairFileError(SempairsError, ValueError):
     """A pair file that cannot be used as it is; the message lists every problem."""
 
     def __init__(self, path: Path, problems: list[PairProblem], limit: int = 20):
@@ -39,28 +43,74 @@ class PairFileError(ValueError):
         super().__init__(f"{path}: {len(problems)} problem(s) in pair file:\n{shown}{more}")
 
 
+def _decode(path: Path) -> tuple[str, str]:
+    """The text of ``path`` and its encoding: by byte-order mark, else UTF-8, else Windows-1252 (Latin-1).
+
+    Windows-1252 decodes almost any bytes, but a file read in the wrong encoding names images
+    that are not in the dataset, which the row checks report: nothing is used on a guess.
+    """
+    raw = path.read_bytes()
+    for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+                          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+        if raw.startswith(bom):
+            break
+    else:
+        encoding = "utf-8" if b"\0" not in raw else None
+    if encoding is None:
+        raise PairFileError(path, [PairProblem(0, "the file holds NUL bytes: UTF-16 or UTF-32 text without a byte-order "
+                                                  "mark, or not a text file", "save it as CSV UTF-8")])
+    try:
+        return raw.decode(encoding), encoding
+    except UnicodeDecodeError as exc:
+        if encoding != "utf-8":
+            raise PairFileError(path, [PairProblem(0, f"not valid {encoding} text ({exc.reason} at byte {exc.start})",
+                                                   "save it as CSV UTF-8")]) from None
+    try:
+        return raw.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError as exc:
+        raise PairFileError(path, [PairProblem(0, f"neither UTF-8 nor Windows-1252 text (byte {raw[exc.start]:#04x} at "
+                                                  f"offset {exc.start})", "save it as CSV UTF-8")]) from None
+
+
 def _read_rows(path: Path) -> tuple[dict, list[str], list[tuple[int, list[str]]]]:
-    """Provenance (from '#' lines), header and (line number, cells) of each data row."""
-    meta: dict = {}
+    """Provenance (from '#' lines, plus the text ``encoding``), header and (line number, cells) of each data row."""
+    text, encoding = _decode(path)
+    meta: dict = {} if encoding in ("utf-8", "utf-8-sig") else {"encoding": encoding}
     header: list[str] = []
     rows: list[tuple[int, list[str]]] = []
-    with open(path, newline="") as fh:
-        for lineno, cells in enumerate(csv.reader(fh), start=1):
-            if not cells or not "".join(cells).strip():
-                continue
-            if not header and cells[0].startswith("#"):
-                text = ",".join(cells)[1:].strip()
-                if text.startswith("{"):
-                    try:
-                        meta.update(json.loads(text))
-                    except json.JSONDecodeError:
-                        pass  # a free-text comment, not provenance
-                continue
-            if not header:
-                header = [c.strip() for c in cells]
-                continue
-            rows.append((lineno, [c.strip() for c in cells]))
+    for lineno, cells in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+        if not cells or not "".join(cells).strip():
+            continue
+        if not header and cells[0].startswith("#"):
+            text = ",".join(cells)[1:].strip()
+            if text.startswith("{"):
+                try:
+                    meta.update(json.loads(text))
+                except json.JSONDecodeError:
+                    pass  # a free-text comment, not provenance
+            continue
+        if not header:
+            header = [c.strip() for c in cells]
+            continue
+        rows.append((lineno, [c.strip() for c in cells]))
     return meta, header, rows
+
+
+def _identity_problem(meta: dict, store: ImageStore) -> PairProblem | None:
+    """A file-level problem when the file records (``data``) that it was built for another dataset split."""
+    built = meta.get("data")
+    if not isinstance(built, dict):
+        return None
+    fix = "give the dataset and split the file was built for, or build the pairs again for this one"
+    if built.get("split") not in (None, store.split):
+        return PairProblem(0, f"built for split {built['split']!r} of a dataset, read against split {store.split!r} of "
+                              f"{store.source}", fix)
+    classes = built.get("classes")
+    unknown = [c for c in store.class_names if classes is not None and c not in classes]
+    if unknown:
+        return PairProblem(0, f"built for a dataset with classes {classes[:5]}{' ...' if len(classes) > 5 else ''}, but "
+                              f"{store.source} has class {unknown[0]!r}: it was built for another dataset", fix)
+    return None
 
 
 def _resolve(value: str, store: ImageStore) -> tuple[int | None, str | None]:
@@ -80,7 +130,8 @@ def _class_problems(lineno: int, a: int, p: int, label: int, source: str, store:
     """Disagreements between a row and the dataset's labels.
 
     A given label must be the dataset class of both members; a same-class source (``labels``,
-    ``curated``) must pair two images of one class. Mined pairs may cross classes: that is what
+    ``curated``) must pair two images of one class. Mined pairs, and ``reviewed`` ones (kept by a
+    person who judged them, see :mod:`sempairs.review`), may cross classes: that is what
     their precision measures.
     """
     cls = store.class_names
@@ -99,13 +150,22 @@ def check_pairs(path: str | Path, store: ImageStore, default_source: str = "cura
 
     Checked: required and unknown columns, ids that do not exist, out-of-range indices, a semantic
     pair whose two members are the same image, an augmented pair of two different images,
-    duplicate pairs, labels that are unknown or disagree with the dataset's labels, bad scores.
-    Rows without a ``source`` column are ``default_source`` (a curated list is semantic).
+    duplicate pairs, labels that are unknown or disagree with the dataset's labels, scores that are
+    not finite numbers, a file recorded as built for another dataset split, text that is not in an
+    encoding spreadsheets save (see :func:`_decode`). Rows without a ``source`` column are ``default_source`` (a curated list is semantic).
     """
     path = Path(path)
     if not path.exists():
         return None, [PairProblem(0, f"{path} does not exist", "give the path of a pair CSV file")]
-    meta, header, rows = _read_rows(path)
+    if path.is_dir():
+        return None, [PairProblem(0, f"{path} is a folder", "give the path of a pair CSV file")]
+    try:
+        meta, header, rows = _read_rows(path)
+    except PairFileError as exc:
+        return None, exc.problems
+    identity = _identity_problem(meta, store)
+    if identity is not None:
+        return None, [identity]
     problems: list[PairProblem] = []
     if not header:
         return None, [PairProblem(0, "the file has no header row", f"start the file with the header: {','.join(COLUMNS)}")]
@@ -149,9 +209,13 @@ def check_pairs(path: str | Path, store: ImageStore, default_source: str = "cura
         if get("score"):
             try:
                 score = float(get("score"))
+                what = "" if math.isfinite(score) else "a finite number"
             except ValueError:
+                what = "a number"
+            if what:
                 ok = False
-                problems.append(PairProblem(lineno, f"score '{get('score')}' is not a number", "write a decimal number or leave it empty"))
+                problems.append(PairProblem(lineno, f"score '{get('score')}' is not {what}",
+                                            "write a decimal number, or leave it empty for no score"))
         if not ok:
             continue
         a, p = idx["anchor"], idx["positive"]

@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sempairs.data.store import ImageStore
+from sempairs.errors import InputError
 from sempairs.eval.backbones import LoadedBackbone
 from sempairs.eval.features import cached_features
 from sempairs.pairs.pairset import PairSet
@@ -45,11 +46,11 @@ def choose_anchors(num_images: int, anchors=None, seed: int = 0) -> np.ndarray:
         return np.arange(num_images, dtype=np.int64)
     if isinstance(anchors, (int, np.integer)):
         if not 0 < anchors <= num_images:
-            raise ValueError(f"anchors={anchors}: choose between 1 and the {num_images} images")
+            raise InputError(f"anchors={anchors}: choose between 1 and the {num_images} images")
         return np.sort(np.random.default_rng(seed).choice(num_images, size=int(anchors), replace=False)).astype(np.int64)
     idx = np.unique(np.asarray(anchors, dtype=np.int64))
     if len(idx) == 0 or idx[0] < 0 or idx[-1] >= num_images:
-        raise ValueError(f"anchor indices must be a non-empty list within 0..{num_images - 1}")
+        raise InputError(f"anchor indices must be a non-empty list within 0..{num_images - 1}")
     return idx
 
 
@@ -101,7 +102,7 @@ def mine_pairs(
     and anchors_short (fewer than k candidates: more than ``lookahead`` near-duplicates).
     """
     if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+        raise InputError(f"k must be at least 1, got {k}")
     emb = torch.as_tensor(embeddings).float()
     n = len(emb)
     anchor_idx = choose_anchors(n, anchors, seed)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sempairs.atomic import atomic_open, write_text
 from sempairs.csvio import write_rows
+from sempairs.errors import InputError
 from sempairs.pairs.builders import pair_stats
 from sempairs.pairs.pairset import PairSet
 
@@ -101,7 +103,7 @@ def write_report(report: dict, path: str | Path) -> Path:
     """The report as indented JSON at ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2))
+    write_text(path, json.dumps(report, indent=2))
     return path
 
 
@@ -114,7 +116,7 @@ def plot_calibration(report: dict, path: str | Path, title: str | None = None) -
     from matplotlib.figure import Figure  # Agg canvas, no GUI backend involved
 
     if not report["calibration"]:
-        raise ValueError("the report has no scored pairs: precision by score needs a pair file with a score column")
+        raise InputError("the report has no scored pairs: precision by score needs a pair file with a score column")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     cal, thr = report["calibration"], report["thresholds"]
@@ -148,6 +150,7 @@ def plot_calibration(report: dict, path: str | Path, title: str | None = None) -
     summary = (f"{report['pairs']} pairs, precision {report['precision']:.3f}, "
                f"coverage {report['anchors_with_pair']}/{report['anchors']} anchors")
     fig.suptitle(f"{title}\n{summary}" if title else summary)
-    fig.savefig(path)
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png")
     return [path, write_rows(path.with_name(path.stem + ".bins.csv"), cal),
             write_rows(path.with_name(path.stem + ".thresholds.csv"), thr)]

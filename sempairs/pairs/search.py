@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sempairs.errors import InputError
+
 Backend = Literal["auto", "torch", "faiss"]
 Metric = Literal["cosine", "euclidean"]
 Precision = Literal["float32", "bfloat16", "float16"]
@@ -51,7 +53,7 @@ def import_faiss():
 def resolve_backend(backend: Backend = "auto") -> str:
     """The backend ``auto`` stands for here (torch on CUDA, else faiss if installed, else torch)."""
     if backend not in ("auto", "torch", "faiss"):
-        raise ValueError(f"unknown search backend {backend!r}; use auto, torch or faiss")
+        raise InputError(f"unknown search backend {backend!r}; use auto, torch or faiss")
     if backend != "auto":
         return backend
     if torch.cuda.is_available():
@@ -92,9 +94,9 @@ def knn_search(
     ``ef_search`` to faiss (see the module docstring).
     """
     if metric not in ("cosine", "euclidean"):
-        raise ValueError(f"unknown metric {metric!r}; use cosine or euclidean")
+        raise InputError(f"unknown metric {metric!r}; use cosine or euclidean")
     if precision not in ("float32", *HALF):
-        raise ValueError(f"unknown precision {precision!r}; use float32, bfloat16 or float16")
+        raise InputError(f"unknown precision {precision!r}; use float32, bfloat16 or float16")
     out_device = queries.device if isinstance(queries, torch.Tensor) else torch.device("cpu")
     q, db = torch.as_tensor(queries), torch.as_tensor(database)
     if q.ndim != 2 or db.ndim != 2 or q.shape[1] != db.shape[1]:
@@ -103,13 +105,13 @@ def knn_search(
     if exclude_self:
         qidx = torch.arange(len(q)) if query_index is None else torch.as_tensor(query_index, dtype=torch.int64).cpu()
         if len(qidx) != len(q) or (len(qidx) and (qidx.min() < 0 or qidx.max() >= len(db))):
-            raise ValueError(
+            raise InputError(
                 f"exclude_self needs the database row of each of the {len(q)} queries (0..{len(db) - 1}): "
                 "pass query_index, or exclude_self=False when queries are not database items"
             )
     k = min(k, len(db) - int(exclude_self))
     if k < 1:
-        raise ValueError(f"k must be at least 1 and the database must hold more than the query itself (k={k}, {len(db)} items)")
+        raise InputError(f"k must be at least 1 and the database must hold more than the query itself (k={k}, {len(db)} items)")
     which = resolve_backend(backend)
     if which == "torch":
         device = torch.device("cuda") if backend == "auto" and torch.cuda.is_available() else db.device

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from sempairs.augment import AugmentConfig, BatchAugment
+from sempairs.config import ConfigError
 from sempairs.pairs import PairSet
 
 DEVICE_MEMORY_SHARE = 0.25  # at most this share of the free device memory holds the images
@@ -103,7 +104,7 @@ class PairBatches:
         self.file = mapped_file(images)
         if self.file is not None:
             if on_device:
-                raise ValueError(f"train.data_on_device=true cannot hold the memory-mapped store {self.file}: "
+                raise ConfigError(f"train.data_on_device=true cannot hold the memory-mapped store {self.file}: "
                                  "set data.memory=ram (it must fit in RAM) or leave train.data_on_device unset")
             self.placement, self.images = "mmap", images
         else:
@@ -123,6 +124,12 @@ class PairBatches:
         self.local_crops = augment.local_crops
         self.local_augment = BatchAugment(augment.local_view()) if augment.local_crops else None
         self.channels_last = channels_last
+
+    def view_labels(self, image_labels: np.ndarray, idx: torch.Tensor) -> torch.Tensor:
+        """The class of each view the pairs ``idx`` give: ``cat(labels of anchors, labels of positives)``."""
+        labels = torch.from_numpy(np.asarray(image_labels)).to(self.anchors.device)
+        idx = idx.to(self.anchors.device)
+        return torch.cat([labels[self.anchors[idx]], labels[self.positives[idx]]]).to(self.device)
 
     def _gather(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.placement == "device":

@@ -20,8 +20,6 @@ attempt appear again in the next one).
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,24 +31,37 @@ import yaml
 from lightning.fabric import Fabric
 from lightning.fabric.loggers import CSVLogger
 
-from sempairs.config import RunConfig
+from sempairs.atomic import copy_file, write_text
+from sempairs.config import ConfigError, RunConfig
 from sempairs.csvio import write_rows
+from sempairs.errors import SempairsError
 from sempairs.eval.protocol import knn_evaluate
 from sempairs.methods import StepOutput
+from sempairs.models.backbones import smallest_strided_map
+from sempairs.runlock import run_lock
 from sempairs.train.batches import PairBatches
-from sempairs.train.checkpoint import LAST, build_method, epoch_checkpoint
+from sempairs.train.checkpoint import LAST, SafeCheckpointIO, build_method, epoch_checkpoint
 from sempairs.train.data import load_run_data
-from sempairs.train.optim import build_optimizer, lr_at, set_lr
+from sempairs.train.distributed import agree, convert_sync_batchnorm, end_launched_processes
+from sempairs.train.optim import Schedule, build_optimizer, clip_gradients
 from sempairs.train.progress import TrainProgress
+from sempairs.train.rundir import RunExists, check_resume, check_same_pairs, write_records
 
-# Keys that may change between a run and its resumption without changing what is computed.
 HISTORY = "history.csv"
-RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every", "train.log_every", "train.loader_workers", "data.memory",
-                     "knn.")
+LEARNED_TOLERANCE = 0.01  # a run whose last-epoch loss is not this share below its first-step loss learned nothing
 
 
-class TrainingStopped(RuntimeError):
-    """The run was stopped because it cannot produce a useful representation (NaN, collapse)."""
+class TrainingStopped(SempairsError, RuntimeError):
+    """The run was stopped because it cannot produce a useful representation (NaN, collapse).
+
+    The decision is taken on values averaged over all processes, so every process raises it at
+    the same step with the same message; ``rank`` is the raising process's, and only process 0
+    needs to report it.
+    """
+
+    def __init__(self, message: str, rank: int = 0):
+        super().__init__(message)
+        self.rank = rank
 
 
 @dataclass
@@ -61,6 +72,7 @@ class TrainResult:
     pairs: int
     history: list[dict] = field(default_factory=list)
     knn: dict | None = None
+    rank: int = 0  # the global rank of the process that returns it: process 0 reports for all
 
 
 def uses_cuda(cfg: RunConfig) -> bool:
@@ -68,30 +80,42 @@ def uses_cuda(cfg: RunConfig) -> bool:
     return cfg.train.accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available()
 
 
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX-512 BF16 or AMX); elsewhere bf16 is emulated, slowly."""
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(check() for check in checks if check is not None)
+
+
 def resolve_precision(cfg: RunConfig) -> str:
-    """``auto`` means bf16 mixed precision on CUDA and full float32 elsewhere."""
+    """``auto``: bf16 mixed precision where the device computes bf16 natively, else the fastest safe choice.
+
+    On CUDA: bf16 on GPUs that support it (Ampere and later), fp16 with loss scaling on older ones.
+    On the CPU: bf16 with AVX-512 BF16 or AMX, float32 elsewhere (emulated bf16 matrix products
+    are hundreds of times slower). ``python -m bench.cpu_speed`` measures both on a machine.
+    """
     if cfg.train.precision != "auto":
         return cfg.train.precision
-    return "bf16-mixed" if uses_cuda(cfg) else "32-true"
+    if uses_cuda(cfg):
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cfg.train.accelerator in ("auto", "cpu") and cpu_computes_bf16() and cpu_bf16_is_exact(cfg) else "32-true"
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
+def cpu_bf16_is_exact(cfg: RunConfig) -> bool:
+    """False where a ResNet's stride-2 3x3 convolution would see a 1x1 map (standard stem at <= 16 px).
+
+    There oneDNN's bf16 backward pass (torch 2.14.1, AVX-512 BF16) reads memory it never wrote:
+    repeated identical steps give different gradients, and NaN weights were seen
+    (``tests/test_train.py::test_cpu_bf16_is_avoided_where_its_convolution_is_not_deterministic``).
+    """
+    side = smallest_strided_map(cfg.backbone, cfg.data.size)
+    return side is None or side > 1
 
 
-def _check_same_run(saved: dict, cfg: RunConfig, path: Path) -> None:
-    # keys added since the run was saved take their defaults in both, so they are no difference
-    old, new = _flat(RunConfig.model_validate(saved).model_dump(mode="json")), _flat(cfg.model_dump(mode="json"))
-    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_CHANGES)]
-    if changed:
-        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
-        raise ValueError(f"cannot resume {path}: the config differs in {detail}; use the run's own config.yaml or a new run name")
+def resolve_compile(cfg: RunConfig) -> bool:
+    """``auto``: compile the backbone where it was measured to pay (see docs/benchmarks.md)."""
+    if cfg.train.compile != "auto":
+        return cfg.train.compile
+    return False
 
 
 def embedding_spread(z: torch.Tensor) -> float:
@@ -103,19 +127,20 @@ def embedding_spread(z: torch.Tensor) -> float:
     return float(z.std(dim=0).mean() * math.sqrt(z.shape[1]))
 
 
-def _stop_if_broken(loss: float, spread: float, epoch: int, cfg: RunConfig, run_dir: Path) -> None:
+def _stop_if_broken(loss: float, spread: float, epoch: int, cfg: RunConfig, run_dir: Path, rank: int = 0) -> None:
+    """Stop on a non-finite loss or a collapsed embedding (values already agreed by all processes)."""
     last = run_dir / LAST
     resume_hint = f" The last good checkpoint is {last}." if last.exists() else ""
     if not math.isfinite(loss):
         raise TrainingStopped(
             f"the loss became {loss} in epoch {epoch + 1}: lower optim.lr (now {cfg.optim.lr}) or "
-            f"use train.precision=32-true.{resume_hint}"
+            f"use train.precision=32-true.{resume_hint}", rank
         )
     if spread < cfg.train.collapse_std:
         raise TrainingStopped(
             f"the representation collapsed in epoch {epoch + 1} (embedding spread {spread:.4f} < "
             f"train.collapse_std={cfg.train.collapse_std}): lower optim.lr, raise the temperature, or "
-            f"check that the pairs are not all identical.{resume_hint}"
+            f"check that the pairs are not all identical.{resume_hint}", rank
         )
 
 
@@ -140,28 +165,52 @@ def _make_fabric(cfg: RunConfig, run_dir: Path, resuming: bool) -> Fabric:
         loggers.append(TensorBoardLogger(root_dir=str(run_dir), name="tensorboard", version=version))
     except ImportError:
         pass
-    return Fabric(
-        accelerator=cfg.train.accelerator, devices=cfg.train.devices, num_nodes=cfg.train.num_nodes,
-        strategy=cfg.train.strategy, precision=resolve_precision(cfg), loggers=loggers,
-    )
+    try:
+        return Fabric(
+            accelerator=cfg.train.accelerator, devices=cfg.train.devices, num_nodes=cfg.train.num_nodes,
+            strategy=cfg.train.strategy, precision=resolve_precision(cfg), loggers=loggers, plugins=[SafeCheckpointIO()],
+        )
+    except (ValueError, RuntimeError, TypeError) as exc:  # Lightning's answer to settings it cannot use
+        keys = ("accelerator", "devices", "num_nodes", "strategy", "precision")
+        settings = ", ".join(f"train.{k}={getattr(cfg.train, k)!r}" for k in keys)
+        raise ConfigError(f"{settings}: {' '.join(str(exc).split())} Fix: correct these keys (e.g. train.accelerator=cpu "
+                          "train.devices=1)") from None
 
 
 def setup_model(fabric: Fabric, cfg: RunConfig):
-    """The method (plain), the method and optimiser as set up by Fabric (device, precision, DDP)."""
-    method = build_method(cfg).to(fabric.device)
+    """The method (plain), the method and optimiser as set up by Fabric (device, precision, DDP).
+
+    With ``train.sync_batchnorm`` (None: when there is more than one process) every BatchNorm
+    layer computes its statistics over the global batch.
+    """
+    method = build_method(cfg)
+    sync = cfg.train.sync_batchnorm if cfg.train.sync_batchnorm is not None else fabric.world_size > 1
+    if sync:
+        method = convert_sync_batchnorm(method, fabric.device)
+    method = method.to(fabric.device)
     if cfg.train.channels_last:
         method = method.to(memory_format=torch.channels_last)
-    if cfg.train.compile:
+    if resolve_compile(cfg):
         method.backbone.compile()
     optimizer = build_optimizer(method, cfg.optim, cfg.train.batch_size, fused=fabric.device.type == "cuda")
     model, optimizer = fabric.setup(method, optimizer)
     return method, model, optimizer
 
 
-def optimizer_step(fabric: Fabric, model, optimizer, *views: torch.Tensor) -> StepOutput:
-    """One step: the method's loss on the views (two global, then any local ones), backward, update."""
-    out = model(*views)
+def optimizer_step(fabric: Fabric, model, optimizer, *views: torch.Tensor, epoch: int = 0, clip_grad: float = 0.0,
+                   labels: torch.Tensor | None = None) -> StepOutput:
+    """One step: the method's loss on the views (two global, then any local ones), backward, update.
+
+    ``labels``: the class of each global view, for label-aware variants (``Method.uses_labels``).
+
+    Between backward and update: the method's ``before_update(epoch)`` (DINO's frozen prototypes),
+    then with ``clip_grad`` > 0 each parameter's gradient norm capped (``optim.clip_grad``).
+    """
+    out = model(*views, labels=labels)
     fabric.backward(out.loss)
+    model.module.before_update(epoch)
+    if clip_grad:
+        clip_gradients(model.parameters(), clip_grad)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return out
@@ -176,43 +225,58 @@ def train(
     """Pretrain as ``cfg`` says; with ``resume`` continue from the run directory's last checkpoint.
 
     ``callbacks`` are called as ``cb(epoch, metrics)`` after each epoch's checkpoint is written.
+    With several processes every one of them calls ``train`` (Lightning's launcher, torchrun or
+    srun start them); an error in one ends them all (see ``sempairs.train.distributed``).
     """
     run_dir = cfg.run_dir
     last = run_dir / LAST
     if last.exists() and not resume:
-        raise FileExistsError(f"{run_dir} already holds a checkpoint: pass --resume to continue it, or choose another name")
-    run_dir.mkdir(parents=True, exist_ok=True)
+        raise RunExists(f"{run_dir} already holds a checkpoint: pass --resume to continue it, or choose another name")
+    if resume and last.exists():
+        check_resume(cfg)  # before anything is written
     fabric = _make_fabric(cfg, run_dir, resuming=resume and last.exists())
+    if cfg.train.batch_size % fabric.world_size:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be divisible by the {fabric.world_size} processes")
+    run_dir.mkdir(parents=True, exist_ok=True)
     fabric.launch()
+    try:
+        with run_lock(run_dir, take=fabric.is_global_zero, agree=fabric.broadcast):
+            return _train(fabric, cfg, resume, callbacks, progress)
+    except TrainingStopped:
+        raise  # every process stops at the same step: none is left waiting
+    except BaseException:
+        end_launched_processes(fabric)  # they would wait for this process in their next collective
+        raise
+
+
+def _train(fabric: Fabric, cfg: RunConfig, resume: bool, callbacks, progress: bool) -> TrainResult:
+    run_dir, last = cfg.run_dir, cfg.run_dir / LAST
     fabric.seed_everything(cfg.train.seed, verbose=False)
-
-    with fabric.rank_zero_first():
-        data = load_run_data(cfg)
-    if fabric.global_rank == 0:
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
-        data.pairs.save(run_dir / "pairs.csv", ids=data.train.ids, class_names=data.train.class_names)
-
     world = fabric.world_size
     batch = cfg.train.batch_size
-    if batch % world:
-        raise ValueError(f"train.batch_size={batch} must be divisible by the {world} processes")
-    steps_per_epoch = len(data.pairs) // batch
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(data.pairs)} pairs are fewer than one batch (train.batch_size={batch}): lower the batch size")
-    total_steps = steps_per_epoch * cfg.train.epochs
-    warmup_steps = round(cfg.optim.warmup_epochs * steps_per_epoch)
+    with fabric.rank_zero_first():  # process 0 loads (and caches) first; an error there stops before the others load
+        data = load_run_data(cfg)
+        if len(data.pairs) < batch:
+            raise ConfigError(f"{len(data.pairs)} pairs are fewer than one batch (train.batch_size={batch}): lower the batch size")
+    if resume and last.exists():
+        check_same_pairs(run_dir, data.pairs, data.train)  # before anything is written
+    if fabric.global_rank == 0:
+        write_records(run_dir, cfg, data.pairs, data.train)
 
+    steps_per_epoch = len(data.pairs) // batch
+    schedule = Schedule(cfg.optim, batch, steps_per_epoch, cfg.train.epochs)
     method, model, optimizer = setup_model(fabric, cfg)
-    peak_lr = optimizer.param_groups[0]["lr"]
+    if method.uses_labels and data.train.labels is None:
+        raise ConfigError(f"method.name={cfg.method.name} with its label-aware variant needs labelled training images; "
+                          f"{data.train.source} has none: turn the variant off")
     batches = PairBatches(data.train.images, data.pairs, cfg.augment, fabric.device, on_device=cfg.train.data_on_device,
                           channels_last=cfg.train.channels_last, loader_workers=cfg.train.workers)
 
-    start_epoch, history = 0, []
+    start_epoch, history, first_loss = 0, [], None
     if resume and last.exists():
         state = {"model": model, "optimizer": optimizer}
         rest = fabric.load(last, state)
-        _check_same_run(rest["config"], cfg, last)
-        start_epoch, history = rest["epoch"], rest["history"]
+        start_epoch, history, first_loss = rest["epoch"], rest["history"], rest.get("first_loss")
         fabric.print(f"resuming {run_dir} after epoch {start_epoch}")
 
     bar = TrainProgress(cfg.train.epochs, steps_per_epoch, start_epoch, enabled=progress and fabric.is_global_zero)
@@ -227,14 +291,16 @@ def train(
             started = time.perf_counter()
             for i, views in enumerate(batches.epoch(order, gen)):
                 step = epoch * steps_per_epoch + i
-                lr = lr_at(step, total_steps, warmup_steps, peak_lr, cfg.optim.min_lr * batch / 256)
-                set_lr(optimizer, lr)
-                out = optimizer_step(fabric, model, optimizer, *views)
-                method.after_step(step, total_steps)
+                lr = schedule.apply(optimizer, step)
+                labels = batches.view_labels(data.train.labels, order[i]) if method.uses_labels else None
+                out = optimizer_step(fabric, model, optimizer, *views, epoch=epoch, clip_grad=cfg.optim.clip_grad,
+                                     labels=labels)
+                method.after_step(step, schedule.total)
                 loss_sum += out.loss.detach()
                 if i % cfg.train.log_every == 0 or i == steps_per_epoch - 1:
-                    loss_now, spread = out.loss.item(), embedding_spread(out.embedding)
-                    _stop_if_broken(loss_now, spread, epoch, cfg, run_dir)
+                    loss_now, spread = agree(fabric, out.loss.item(), embedding_spread(out.embedding))
+                    _stop_if_broken(loss_now, spread, epoch, cfg, run_dir, fabric.global_rank)
+                    first_loss = loss_now if step == 0 else first_loss
                     fabric.log_dict({"loss": loss_now, "lr": lr, "embedding_spread": spread}, step=step)
                 bar.step(epoch, loss_now, lr)
             seconds = time.perf_counter() - started
@@ -251,7 +317,7 @@ def train(
             history.append(metrics)
             fabric.log_dict({f"epoch/{k}": v for k, v in metrics.items()}, step=step)
             _save(fabric, run_dir, {"model": model, "optimizer": optimizer, "epoch": epoch + 1, "step": step + 1,
-                                    "config": cfg.model_dump(mode="json"), "history": history},
+                                    "config": cfg.model_dump(mode="json"), "history": history, "first_loss": first_loss},
                   keep=(epoch + 1) % cfg.train.checkpoint_every == 0 or epoch + 1 == cfg.train.epochs)
             if fabric.is_global_zero:
                 write_rows(run_dir / HISTORY, history)
@@ -261,24 +327,42 @@ def train(
             for callback in callbacks:
                 callback(epoch, metrics)
 
+    warning = learned_nothing(first_loss, history, cfg, steps=schedule.total)
+    if warning:
+        history = [*history[:-1], {**history[-1], "warning": warning}]
+        if fabric.is_global_zero:
+            write_rows(run_dir / HISTORY, history)
+        fabric.print(f"warning: {warning}")
     knn = _knn(fabric, method, data, cfg) if data.test is not None else None
     if knn and fabric.is_global_zero:
-        (run_dir / "knn.yaml").write_text(yaml.safe_dump(knn))
+        write_text(run_dir / "knn.yaml", yaml.safe_dump(knn))
     for logger in fabric.loggers:
         logger.finalize("success")
-    return TrainResult(run_dir=run_dir, pairs=len(data.pairs), history=history, knn=knn)
+    return TrainResult(run_dir=run_dir, pairs=len(data.pairs), history=history, knn=knn, rank=fabric.global_rank)
 
 
 def _save(fabric: Fabric, run_dir: Path, state: dict, keep: bool) -> None:
-    """Write ``last.ckpt`` atomically (a killed run never leaves half a file); keep a copy if asked."""
-    tmp = run_dir / (LAST + ".tmp")
-    fabric.save(tmp, state)
-    if fabric.is_global_zero:
-        os.replace(tmp, run_dir / LAST)
-        if keep:
-            target = epoch_checkpoint(run_dir, state["epoch"])
-            shutil.copyfile(run_dir / LAST, target)
+    """Write ``last.ckpt`` atomically (a killed run never leaves half a file); keep an atomic copy if asked."""
+    fabric.save(run_dir / LAST, state)  # through SafeCheckpointIO: atomic
+    if fabric.is_global_zero and keep:
+        copy_file(run_dir / LAST, epoch_checkpoint(run_dir, state["epoch"]))
     fabric.barrier()
+
+
+def learned_nothing(first_loss: float | None, history: list[dict], cfg: RunConfig, steps: int) -> str | None:
+    """A note when the last epoch's loss is not below the loss of the first step (by LEARNED_TOLERANCE of it).
+
+    A network that learns lowers its loss below that of its random initialisation; one whose loss
+    stays at that level (or rises to chance, e.g. with a far too high learning rate) learned nothing.
+    A run of one optimiser step (``steps``) is not judged: its only loss is the first.
+    """
+    if first_loss is None or not history or steps < 2:
+        return None
+    final = history[-1]["loss"]
+    if final < first_loss - LEARNED_TOLERANCE * abs(first_loss):
+        return None
+    return (f"the run learned nothing: its loss did not fall ({first_loss:.4f} at the first step, {final:.4f} in epoch "
+            f"{history[-1]['epoch']}). Fix: lower optim.lr (now {cfg.optim.lr}) or train longer (train.epochs)")
 
 
 def _knn(fabric: Fabric, method, data, cfg: RunConfig) -> dict:

@@ -1,0 +1,82 @@
+"""The README's main job through the command line: every arm and seed, the table, the reading, quickstart.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from sempairs.cli import app
+from sempairs.config import load_config
+from sempairs.eval.protocol import knn_evaluate
+from sempairs.experiments.quickstart import reading
+from sempairs.models import build_backbone
+from sempairs.train.data import load_split
+
+TINY = ["data.limit_per_class=16", "data.test_limit_per_class=8", "pairs.per_class=4", "train.epochs=1",
+        "train.batch_size=10", "knn.k=5", "train.compile=false"]
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tiny_cifar_zip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("qs") / "quickstart"
+    result = CliRunner().invoke(app, ["quickstart", "--out-dir", str(out), "--dataset", str(tiny_cifar_zip), *TINY])
+    return out, result
+
+
+def test_quickstart_reports_every_arm_and_seed(quickstart_run):
+    out, result = quickstart_run
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "quickstart.json").read_text())
+    assert list(summary["arms"]) == ["SP", "AP", "AP+SP", "random init"]
+    pairs = {arm: entry["settings"]["pairs"] for arm, entry in summary["arms"].items()}
+    assert pairs == {"SP": 20, "AP": 20, "AP+SP": 40, "random init": 0}  # 5 seen classes x 4 pairs; the union doubles
+    for arm, entry in summary["arms"].items():
+        assert sorted(entry["seeds"]) == ["0", "1"], arm
+        for values in entry["seeds"].values():
+            assert set(values) == {"seen", "unseen"} and all(0 <= v <= 100 for v in values.values())
+        seen = [v["seen"] for v in entry["seeds"].values()]
+        assert entry["seen"]["mean"] == pytest.approx(sum(seen) / 2)
+        assert entry["seen"]["spread"] == pytest.approx(abs(seen[0] - seen[1]) / 2**0.5)
+    assert summary["seen_classes"] == ["airplane", "automobile", "bird", "cat", "deer"]
+    for word in ("SP", "AP+SP", "random init", "Seen classes: SP - AP"):
+        assert word in result.output
+
+
+def test_quickstart_numbers_match_the_runs_and_an_independent_random_init(quickstart_run, tiny_cifar_zip):
+    out, _ = quickstart_run
+    summary = json.loads((out / "quickstart.json").read_text())
+    # the SP arm's seen-class number is the kNN its run measured after training
+    trained = yaml.safe_load((out / "runs" / "pairs=sp,train.seed=1" / "knn.yaml").read_text())
+    assert summary["arms"]["SP"]["seeds"]["1"]["seen"] == pytest.approx(trained["knn_top1"])
+    # random init, seed 0, seen classes: an untrained backbone built here, evaluated with the same protocol
+    cfg = load_config(None, [f"data.dataset={tiny_cifar_zip}", "data.classes=[airplane,automobile,bird,cat,deer]",
+                             *TINY[:2], "knn.k=5", "backbone.small_stem=false"])
+    torch.manual_seed(0)
+    backbone, _ = build_backbone(cfg.backbone, cfg.data.size)
+    train, test = load_split(cfg.data, "train", 16), load_split(cfg.data, "test", 8)
+    expected = knn_evaluate(backbone, train, test, 32, cfg.augment.mean, cfg.augment.std, k=5, temperature=0.1)
+    assert summary["arms"]["random init"]["seeds"]["0"]["seen"] == pytest.approx(expected["knn_top1"])
+
+
+def test_quickstart_resumes_without_training_again(quickstart_run, tiny_cifar_zip):
+    out, _ = quickstart_run
+    before = json.loads((out / "quickstart.json").read_text())["arms"]
+    result = CliRunner().invoke(app, ["quickstart", "--out-dir", str(out), "--dataset", str(tiny_cifar_zip), *TINY])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("done, skipped") == 6
+    assert json.loads((out / "quickstart.json").read_text())["arms"] == before
+
+
+def test_reading_says_when_a_difference_is_noise_and_when_sp_loses():
+    def arm(seen):
+        return {"seeds": {str(i): {"seen": v} for i, v in enumerate(seen)},
+                "seen": {"mean": sum(seen) / len(seen), "spread": (max(seen) - min(seen)) / 2**0.5}}
+
+    noisy = reading({"arms": {"SP": arm([40, 44]), "AP": arm([41, 42])}})
+    assert any("within the seed-to-seed noise" in line for line in noisy)
+    loses = reading({"arms": {"SP": arm([35.0, 35.2]), "AP": arm([40.0, 40.2])}})
+    assert any("AP beats SP" in line and "-5.0" in line for line in loses)
