@@ -10,6 +10,7 @@ import codecs
 import csv
 import errno
 import hashlib
+import io
 import os
 import shutil
 import socket
@@ -112,6 +113,23 @@ def test_a_pickled_payload_in_a_checkpoint_never_runs(tiny_cifar_zip, tmp_path):
         code, out = invoke(*args)
         assert code == 2 and "refused to load" in error_line(out) and str(evil) in error_line(out), out
     assert not marker.exists()
+
+
+def test_resuming_from_a_pickled_payload_never_runs_it(run_copy, tmp_path):
+    run, pairs = run_copy
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    last = run / "last.ckpt"
+    state = torch.load(last, weights_only=True)  # a real checkpoint of the run, with one object that runs code
+    torch.save({**state, "optimizer": Payload()}, last)
+    before = snapshot(run)
+    code, out = invoke(*resume_args(run, pairs, "train.epochs=3"))
+    assert code == 2 and "refused to load" in error_line(out) and str(last) in error_line(out), out
+    assert not marker.exists() and snapshot(run) == before
 
 
 # ----------------------------------------------------------------------------- 2. nothing silently wrong
@@ -343,6 +361,66 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(tiny_cifar_zip, 
     assert result.exit_code == 1 and isinstance(result.exception, ValueError)  # the traceback is kept
 
 
+def test_a_pair_file_that_is_not_text_is_refused_by_train(tiny_cifar_zip, tmp_path):
+    for name, data, expected in (("binary.csv", b"anchor,positive\n\x81\x8d\x8f,1\n", "neither UTF-8 nor Windows-1252"),
+                                 ("nobom16.csv", "anchor,positive\n0,1\n".encode("utf-16-le"), "NUL bytes")):
+        (tmp_path / name).write_bytes(data)
+        code, out = invoke("train", f"data.dataset={tiny_cifar_zip}", f"out_dir={tmp_path / 'runs'}", "name=n", *TINY,
+                           "pairs.source=file", f"pairs.file={tmp_path / name}")
+        assert code == 2 and str(tmp_path / name) in error_line(out) and expected in out and "CSV UTF-8" in out, out
+        assert not (tmp_path / "runs" / "n" / "config.yaml").exists()  # refused before any record was written
+
+
+DENIABLE = ("zip", "class-folder", "image")
+
+
+def _data_to_deny(tiny_cifar_zip: Path, tmp_path: Path, what: str) -> tuple[Path, Path]:
+    """(the dataset to load, the path in it to make unreadable): the dataset zip, a class folder or one image."""
+    if what == "zip":
+        shutil.copy(tiny_cifar_zip, tmp_path / "data.zip")
+        return tmp_path / "data.zip", tmp_path / "data.zip"
+    for cls in ("a", "b"):
+        (tmp_path / "img" / "train" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(tmp_path / "img" / "train" / cls / f"{i}.png")
+    return tmp_path / "img", tmp_path / "img" / "train" / "a" / ("0.png" if what == "image" else "")
+
+
+def _assert_permission_denied(data: Path, denied: Path, tmp_path: Path) -> None:
+    code, out = invoke("pairs", "augmented", data, "--out", tmp_path / "p.csv")
+    assert code == 2 and f"permission denied: {str(denied).rstrip('/')}. Fix: give your user access" in error_line(out), out
+    assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads whatever the mode bits say: the monkeypatched test stands in")
+@pytest.mark.parametrize("what", DENIABLE)
+def test_unreadable_data_is_permission_denied_naming_it(tiny_cifar_zip, tmp_path, what):
+    data, denied = _data_to_deny(tiny_cifar_zip, tmp_path, what)
+    mode = denied.stat().st_mode
+    os.chmod(denied, 0)
+    try:
+        _assert_permission_denied(data, denied, tmp_path)
+    finally:
+        os.chmod(denied, mode)
+
+
+@pytest.mark.parametrize("what", DENIABLE)
+def test_unreadable_data_is_permission_denied_naming_it_monkeypatched(tiny_cifar_zip, tmp_path, monkeypatch, what):
+    """What the kernel does for a user without access (opening the file or listing the folder fails with EACCES)."""
+    data, denied = _data_to_deny(tiny_cifar_zip, tmp_path, what)
+
+    def denying(real):
+        def call(path=".", *args, **kwargs):
+            if isinstance(path, (str, os.PathLike)) and Path(path) == denied:
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return real(path, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(io, "open", denying(io.open))  # zipfile and Path.read_bytes open through io.open
+    monkeypatch.setattr(os, "scandir", denying(os.scandir))  # os.walk lists folders with os.scandir
+    _assert_permission_denied(data, denied, tmp_path)
+
+
 def test_disk_full_writing_pairs_is_one_line_and_leaves_nothing(tiny_cifar_zip, tmp_path, monkeypatch):
     real_open = open
 
@@ -383,27 +461,54 @@ def test_every_pil_mode_and_bit_depth_reads_as_correct_rgb(tmp_path):
     alpha = rng.integers(0, 256, (6, 5), dtype=np.uint8)
     grey3 = np.repeat(grey[..., None], 3, axis=-1)
     premultiplied = lambda c, a: ((c.astype(np.int64) * a[..., None] + 127) // 255).astype(np.uint8)  # noqa: E731
-    cases = {
-        "L.png": (Image.fromarray(grey), grey3),
-        "1.png": (Image.fromarray(grey > 127), np.repeat(np.where(grey > 127, 255, 0)[..., None], 3, -1)),
-        "RGBA.png": (Image.fromarray(np.dstack([rgb, alpha])), premultiplied(rgb, alpha)),
-        "LA.png": (Image.fromarray(np.dstack([grey, alpha]), "LA"), premultiplied(grey3, alpha)),
-        "I16.png": (Image.fromarray((grey.astype(np.uint16) * 257)), grey3),  # 16-bit grey: 257 * v -> v
-        "I.tif": (Image.fromarray(grey.astype(np.int32) * 257), grey3),
-        "F.tif": (Image.fromarray(grey.astype(np.float32) / 255), grey3),
-        "CMYK.tif": (Image.fromarray(rgb).convert("CMYK"), np.asarray(Image.fromarray(rgb).convert("CMYK").convert("RGB"))),
-        "P.png": (Image.fromarray(rgb).quantize(16), np.asarray(Image.fromarray(rgb).quantize(16).convert("RGB"))),
+    palette = rng.integers(0, 256, (16, 3), dtype=np.uint8)
+    index = rng.integers(0, 16, (6, 5), dtype=np.uint8)
+    index[0, :2] = 3  # the transparent index occurs
+    paletted = Image.fromarray(index, "P")
+    paletted.putpalette(palette.flatten().tolist())
+    pa = paletted.convert("PA")
+    pa.putalpha(Image.fromarray(alpha))
+    trns_index, trns_table = paletted.copy(), paletted.copy()
+    trns_index.info["transparency"] = 3
+    index_alpha = rng.integers(0, 256, 16, dtype=np.uint8)  # PNG tRNS: an alpha per palette entry
+    trns_table.info["transparency"] = bytes(index_alpha)
+    assert 1 < grey.max() <= 255
+    cases = {  # file: (image, the mode it opens as, the RGB it must read as, computed from the definition)
+        "L.png": (Image.fromarray(grey), "L", grey3),
+        "1.png": (Image.fromarray(grey > 127), "1", np.repeat(np.where(grey > 127, 255, 0)[..., None], 3, -1)),
+        "RGBA.png": (Image.fromarray(np.dstack([rgb, alpha])), "RGBA", premultiplied(rgb, alpha)),
+        "LA.png": (Image.fromarray(np.dstack([grey, alpha]), "LA"), "LA", premultiplied(grey3, alpha)),
+        "PA.tif": (pa, "PA", premultiplied(palette[index], alpha)),
+        "P-trns-index.png": (trns_index, "P", premultiplied(palette[index], np.where(index == 3, 0, 255))),
+        "P-trns-index.gif": (trns_index, "P", premultiplied(palette[index], np.where(index == 3, 0, 255))),
+        "P-trns-table.png": (trns_table, "P", premultiplied(palette[index], index_alpha[index])),
+        "I16.png": (Image.fromarray((grey.astype(np.uint16) * 257)), "I;16", grey3),  # 16-bit grey: 257 * v -> v
+        "I16.tif": (Image.fromarray((grey.astype(np.uint16) * 257)), "I;16", grey3),
+        "I.tif": (Image.fromarray(grey.astype(np.int32) * 257), "I", grey3),
+        "F.tif": (Image.fromarray(grey.astype(np.float32) / 255), "F", grey3),  # maximum <= 1: 0..1
+        "F255.tif": (Image.fromarray(grey.astype(np.float32)), "F", grey3),  # maximum in 1..255: 0..255
+        "CMYK.tif": (Image.fromarray(rgb).convert("CMYK"), "CMYK",
+                     np.asarray(Image.fromarray(rgb).convert("CMYK").convert("RGB"))),
+        "P.png": (Image.fromarray(rgb).quantize(16), "P", np.asarray(Image.fromarray(rgb).quantize(16).convert("RGB"))),
     }
-    for name, (image, expected) in cases.items():
+    for name, (image, mode, expected) in cases.items():
         got = pixels_of(tmp_path, name, image)
+        with Image.open(tmp_path / name) as saved:
+            assert saved.mode == mode, (name, saved.mode)  # the case tests the mode it names
         assert got.dtype == np.uint8 and got.shape == expected.shape, name
         assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1, name
     smooth = np.stack([*np.meshgrid(np.linspace(0, 255, 16), np.linspace(40, 200, 16)), np.full((16, 16), 90.0)], -1)
     smooth = smooth.round().astype(np.uint8)
     ycbcr = pixels_of(tmp_path, "YCbCr.jpg", Image.fromarray(smooth).convert("YCbCr"), quality=100, subsampling=0)
     assert np.abs(ycbcr.astype(int) - smooth.astype(int)).mean() < 2  # JPEG is lossy even at quality 100
-    with pytest.raises(ValueError, match="no defined 8-bit scale"):
-        pixels_of(tmp_path, "big.tif", Image.fromarray(np.full((2, 2), 1e6, np.float32)))
+    for name, values in (("F-big.tif", np.full((2, 2), 256.5, np.float32)), ("F-negative.tif", np.full((2, 2), -0.5, np.float32)),
+                         ("I-big.tif", np.full((2, 2), 65536, np.int32)), ("I-negative.tif", np.full((2, 2), -1, np.int32))):
+        root = tmp_path / name.split(".")[0]
+        (root / "train" / "x").mkdir(parents=True)
+        Image.fromarray(values).save(root / "train" / "x" / name)
+        code, out = invoke("pairs", "augmented", root, "--out", tmp_path / "p.csv")  # refused, naming the file
+        line = error_line(out)
+        assert code == 2 and f"cannot read image train/x/{name} in {root}" in line and "no defined 8-bit scale" in line, out
 
 
 def _encodings():

@@ -238,6 +238,16 @@ def test_export_round_trips_through_pairs_check(tiny_cifar_zip, tmp_path):
     assert code == 2 and "never modifies" in text
     code, text = invoke("review", "export", db, "--out", out, "--keep", "accepted+unreviewed", "--force")
     assert code == 0, text
+
+    from sempairs.config import load_config
+    from sempairs.train import train
+
+    cfg = load_config(None, [f"data.dataset={tiny_cifar_zip}", "data.size=16", f"out_dir={tmp_path}", "name=curated",
+                             "backbone.small_stem=false", "train.batch_size=20", "train.epochs=1", "knn.k=5",
+                             "pairs.source=augmented", f"pairs.add_files=[{out}]"])
+    result = train(cfg, progress=False)  # the exported file trains as it is, added to the augmented pairs
+    kept = int(re.search(r"wrote (\d+) pairs", text).group(1))
+    assert kept > len(accepted) and result.pairs == len(store) + kept
     kept, problems = check_pairs(out, store)
     assert not problems and len(kept) == 40 - sum(v == "reject" for v in verdict.values())
     code, text = invoke("review", "export", tmp_path / "nope.sqlite", "--out", tmp_path / "x.csv")

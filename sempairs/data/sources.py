@@ -177,6 +177,8 @@ def _decode_chunk(read: Callable[[str], bytes], members: Sequence[str], size: in
     for i, member in enumerate(members):
         try:
             img = decode_image(read(member), size)
+        except PermissionError:
+            raise  # the user's access, not the file: reported as "permission denied" naming the file
         except Exception as exc:  # PIL raises many kinds (OSError, SyntaxError, ValueError, ...)
             raise DataError(
                 f"cannot read image {member} in {where}: {exc}. Fix: replace or delete that file, then load again"
