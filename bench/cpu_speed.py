@@ -37,7 +37,8 @@ from sempairs.pairs import augmented_pairs
 from sempairs.train import train
 from sempairs.train.batches import PairBatches
 from sempairs.train.data import load_split
-from sempairs.train.loop import cpu_computes_bf16, optimizer_step, resolve_compile, resolve_precision, setup_model
+from sempairs.precision import cpu_computes_bf16
+from sempairs.train.loop import optimizer_step, resolve_compile, resolve_precision, setup_model
 
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}
 

@@ -23,7 +23,7 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PUBLISHED = {"exp_method_comparison.yaml": 18, "exp_long_training.yaml": 12, "exp_transform_ablation.yaml": 18,
              "exp_images_per_class.yaml": 12, "exp_sepp_id.yaml": 6}
 SHORT = {"exp_methods_short.yaml": 8}  # not a published comparison: a short budget per method
-CPU = {"exp_cpu_study.yaml": 18, "exp_cpu_recipe.yaml": 12}  # sized for the 2-core CPU (docs/results.md)
+CPU = {"exp_cpu_study.yaml": 18, "exp_cpu_recipe.yaml": 8}  # sized for the 2-core CPU (docs/results.md)
 
 
 def tiny_base(zip_path) -> dict:
@@ -208,11 +208,21 @@ def test_cpu_configs_expand_and_the_recipe_is_chosen_on_held_out_training_images
     assert len(cells) == CPU[name] and len({c.id for c in cells}) == len(cells)
     for cell in cells:
         cfg = cell.config
-        assert (cfg.backbone.name, cfg.backbone.small_stem, cfg.data.size, len(cfg.data.classes)) == ("resnet18", False, 32, 5)
+        assert (cfg.backbone.name, cfg.data.size, len(cfg.data.classes)) == ("resnet18", 32, 5)
         assert cfg.data.test_split == ("heldout" if "recipe" in name else "test")
         if cell.mined is not None:  # SePP-ID mines with the checkpoint of the same seed's ap cell
             assert cell.encoder.values["pairs"] == "ap"
             assert cell.encoder.values["train.seed"] == cell.values["train.seed"]
+
+
+def test_the_cpu_study_trains_with_the_quickstart_recipe():
+    from sempairs.experiments.quickstart import default_config_path
+
+    study = load_experiment(CONFIGS / "exp_cpu_study.yaml").base
+    quick = load_experiment(default_config_path()).base
+    for section in ("data", "pairs", "backbone", "method", "augment", "optim"):
+        assert study[section] == quick[section], section
+    assert {k: study["train"][k] for k in ("epochs", "batch_size")} == {k: quick["train"][k] for k in ("epochs", "batch_size")}
 
 
 @pytest.mark.parametrize("name", sorted(SHORT))

@@ -12,10 +12,12 @@ from typer.testing import CliRunner
 from sempairs.cli import app
 from sempairs.config import load_config
 from sempairs.eval.protocol import knn_evaluate
-from sempairs.experiments.quickstart import reading
+from sempairs.experiments.grid import load_experiment
+from sempairs.experiments.quickstart import default_config_path, reading
 from sempairs.models import build_backbone
 from sempairs.train.data import load_split
 
+QUICK_BACKBONE = load_experiment(default_config_path()).base["backbone"]  # the quickstart's own network
 TINY = ["data.limit_per_class=16", "data.test_limit_per_class=8", "pairs.per_class=4", "train.epochs=1",
         "train.batch_size=10", "knn.k=5", "train.compile=false"]
 
@@ -54,7 +56,7 @@ def test_quickstart_numbers_match_the_runs_and_an_independent_random_init(quicks
     assert summary["arms"]["SP"]["seeds"]["1"]["seen"] == pytest.approx(trained["knn_top1"])
     # random init, seed 0, seen classes: an untrained backbone built here, evaluated with the same protocol
     cfg = load_config(None, [f"data.dataset={tiny_cifar_zip}", "data.classes=[airplane,automobile,bird,cat,deer]",
-                             *TINY[:2], "knn.k=5", "backbone.small_stem=false"])
+                             *TINY[:2], "knn.k=5", *(f"backbone.{k}={v}" for k, v in QUICK_BACKBONE.items())])
     torch.manual_seed(0)
     backbone, _ = build_backbone(cfg.backbone, cfg.data.size)
     train, test = load_split(cfg.data, "train", 16), load_split(cfg.data, "test", 8)

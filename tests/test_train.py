@@ -179,7 +179,8 @@ def test_resume_accepts_a_run_saved_before_keys_were_added(tmp_path):
 
 def test_cpu_bf16_is_avoided_where_its_convolution_is_not_deterministic():
     """oneDNN's bf16 backward of a 3x3 stride-2 convolution on a 1x1 map differs between identical calls here."""
-    from sempairs.train.loop import cpu_computes_bf16, cpu_bf16_is_exact, resolve_precision
+    from sempairs.precision import cpu_computes_bf16
+    from sempairs.train.loop import cpu_bf16_is_exact, resolve_precision
 
     def grads(side):
         torch.manual_seed(0)

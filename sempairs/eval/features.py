@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import warnings
@@ -18,6 +17,7 @@ from sempairs.augment import eval_transform
 from sempairs.data import cache
 from sempairs.data.store import ImageStore
 from sempairs.errors import SempairsWarning
+from sempairs.precision import inference_autocast
 
 if TYPE_CHECKING:  # backbones imports the training code, which imports this module
     from sempairs.eval.backbones import LoadedBackbone
@@ -33,14 +33,16 @@ def extract_features(
     batch_size: int = 1024,
     channels_last: bool = False,
 ) -> torch.Tensor:
-    """float32 features (N, D) of uint8 images (N, 3, H, W), in eval mode, bf16 autocast on CUDA.
+    """float32 features (N, D) of uint8 images (N, 3, H, W), in eval mode, under :func:`inference_autocast`.
 
-    Images may live on any device; each batch is moved to the backbone's device.
+    Images may live on any device; each batch is moved to the backbone's device. Under bf16 the
+    batches go channels-last (``channels_last`` forces it in float32 too).
     """
     device = next(backbone.parameters()).device
     was_training = backbone.training
     backbone.eval()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    autocast = inference_autocast(device)
+    channels_last = channels_last or isinstance(autocast, torch.autocast)
     out = []
     try:
         for start in range(0, len(images), batch_size):
@@ -67,6 +69,7 @@ def features_key(backbone: LoadedBackbone, store: ImageStore, size: int, mean, s
         "size": size,
         "mean": list(mean),
         "std": list(std),
+        "bf16": isinstance(inference_autocast(next(backbone.module.parameters()).device), torch.autocast),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 

@@ -38,6 +38,7 @@ from sempairs.errors import SempairsError
 from sempairs.eval.protocol import knn_evaluate
 from sempairs.methods import StepOutput
 from sempairs.models.backbones import smallest_strided_map
+from sempairs.precision import cpu_computes_bf16
 from sempairs.runlock import run_lock
 from sempairs.train.batches import PairBatches
 from sempairs.train.checkpoint import LAST, SafeCheckpointIO, build_method, epoch_checkpoint
@@ -78,12 +79,6 @@ class TrainResult:
 def uses_cuda(cfg: RunConfig) -> bool:
     """Whether the run's accelerator setting lands on a CUDA device on this machine."""
     return cfg.train.accelerator in ("auto", "cuda", "gpu") and torch.cuda.is_available()
-
-
-def cpu_computes_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (AVX-512 BF16 or AMX); elsewhere bf16 is emulated, slowly."""
-    checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return any(check() for check in checks if check is not None)
 
 
 def resolve_precision(cfg: RunConfig) -> str:
