@@ -9,7 +9,9 @@ in the test process itself. In order:
    parameters and buffers of each process are saved (``<method>.rank<r>.pt``);
 2. a 2-epoch run through ``train`` that records the pair indices each process trains on
    (``orders.rank<r>.pt``);
-3. a run whose loss becomes NaN on process 1 only: what each process raised (``nan.rank<r>.txt``).
+3. a run whose loss becomes NaN on process 1 only: what each process raised (``nan.rank<r>.txt``);
+4. a run whose embedding collapses on process 1 only: what each process raised, and after how many
+   steps (``collapse.rank<r>.txt``).
 """
 
 from __future__ import annotations
@@ -121,6 +123,27 @@ def main(out: Path, zip_path: str) -> None:
     except TrainingStopped as exc:
         outcome = f"TrainingStopped rank={exc.rank}: {exc}"
     (out / f"nan.rank{rank}.txt").write_text(outcome)
+    loop.optimizer_step = original_step
+
+    # the spread of every step is 1 (healthy) in both processes, except that of process 1 in the first step of
+    # epoch 2, which is 0: with collapse_std 0.75 process 0 alone would go on, process 1 alone would stop, and the
+    # agreed spread (the mean, 0.5) stops both at that step
+    original_spread = loop.embedding_spread
+    spreads = []
+
+    def collapsed_on_rank_one(z):
+        original_spread(z)
+        spreads.append(1)
+        return 0.0 if rank == 1 and len(spreads) == 3 else 1.0
+
+    loop.embedding_spread = collapsed_on_rank_one
+    try:
+        train(tiny_run(zip_path, out, "collapse", "train.collapse_std=0.75"), progress=False)
+        outcome = "finished"
+    except TrainingStopped as exc:
+        outcome = f"TrainingStopped rank={exc.rank} step={len(spreads)}: {exc}"
+    loop.embedding_spread = original_spread
+    (out / f"collapse.rank{rank}.txt").write_text(outcome)
 
 
 if __name__ == "__main__":

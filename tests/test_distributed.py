@@ -23,6 +23,7 @@ import torch
 
 from multiprocess_checks import METHODS, run_steps
 from sempairs.train import load_method
+from sempairs.train.loop import HISTORY as HISTORY_FILE
 
 HERE = Path(__file__).resolve().parent
 TIMEOUT = 600  # seconds for one launch; far above what it takes, far below a hang's 30-minute gloo timeout
@@ -113,6 +114,15 @@ def test_a_nan_on_one_process_stops_every_process_with_the_same_message(checks):
     assert outcomes[1] == outcomes[0].replace("rank=0", "rank=1")
 
 
+def test_a_collapse_on_one_process_stops_every_process_at_the_same_step_with_the_same_message(checks):
+    results, _ = checks
+    outcomes = [(results / f"collapse.rank{r}.txt").read_text() for r in (0, 1)]
+    assert outcomes[0].startswith("TrainingStopped rank=0 step=3: the representation collapsed in epoch 2 "
+                                  "(embedding spread 0.5000 < train.collapse_std=0.75)"), outcomes[0]
+    assert f"The last good checkpoint is {results / 'collapse' / 'last.ckpt'}." in outcomes[0]  # written after epoch 1
+    assert outcomes[1] == outcomes[0].replace("rank=0", "rank=1")
+
+
 # --------------------------------------------------------------------------- the command line
 
 
@@ -184,6 +194,64 @@ def test_an_error_in_process_zero_alone_ends_the_other_process_and_is_reported_o
     output = log.read_text()
     assert sum("history.csv" in line for line in output.splitlines()) == 1, output[-3000:]  # one error, not one per process
     assert "Connection closed by peer" not in output  # process 1 was ended, it did not fail on its own
+
+
+# started by Python in every process (PYTHONPATH): in process 1 alone (LOCAL_RANK=1, set by Lightning's launcher for
+# the process it starts), the first step of epoch 2 raises, while process 0 goes on and waits for it in the all-reduce
+FAIL_IN_PROCESS_ONE = """
+import os
+if os.environ.get("LOCAL_RANK") == "1":
+    from sempairs.errors import InputError
+    from sempairs.train import loop
+
+    original, calls = loop.optimizer_step, []
+
+    def failing_step(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise InputError("injected failure in process 1")
+        return original(*args, **kwargs)
+
+    loop.optimizer_step = failing_step
+"""
+
+
+def _live_processes(group: int) -> list[str]:
+    """The processes of process group ``group`` that still run (zombies excluded), as ``pid state``."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)": state, ppid, pgrp, ...
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            alive.append(f"{stat.parent.name} {fields[0]}")
+    return alive
+
+
+def test_an_error_in_process_one_alone_ends_both_processes_and_is_reported_once(tiny_cifar_zip, tmp_path):
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(FAIL_IN_PROCESS_ONE)
+    log = tmp_path / "fails.log"
+    started = time.monotonic()
+    proc = _start([sys.executable, *_train_args(tiny_cifar_zip, tmp_path, "fails", "train.devices=2")], log,
+                  PYTHONPATH=f"{hook}{os.pathsep}{HERE.parent}")
+    codes = _finish(proc, logs=[log])
+    deadline = time.monotonic() + 30  # process 1 is process 0's child: it may end a moment after it
+    while _live_processes(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _live_processes(proc.pid)
+    if left:
+        os.killpg(proc.pid, signal.SIGKILL)
+    output = log.read_text()
+    assert not left, f"processes left running: {left}\n{output[-3000:]}"
+    assert codes != [0], output[-3000:]
+    assert time.monotonic() - started < TIMEOUT
+    assert (tmp_path / "fails" / HISTORY_FILE).exists()  # epoch 1 finished: the failure came mid-run
+    assert sum("injected failure in process 1" in line for line in output.splitlines()) == 1, output[-3000:]
+    assert "Connection closed by peer" not in output, output[-3000:]  # process 0 did not fail on its own
+    assert "Traceback" not in output, output[-3000:]  # a user error: one line, no traceback from either process
 
 
 def test_sync_batchnorm_setting_converts_the_layers_which_compute_plain_batchnorm_in_one_process():

@@ -483,3 +483,82 @@ def test_next_pair_within_100_ms_for_100_pairs_and_grid(browser, tiny_cifar_zip,
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 20_000
     assert not page.errors
+
+
+def test_keys_filters_order_and_two_tabs(browser, tiny_cifar_zip, tmp_path, servers):
+    store = load_dataset(tiny_cifar_zip)
+    rows = many_pairs(store, 40, seed=2)
+    cls_of = [store.class_names[store.labels[store.ids.index(r[0])]] for r in rows]   # no label: the anchor's class
+    pair_file = write_pairs(tmp_path / "p.csv", rows)
+    db = tmp_path / "p.sqlite"
+    server = servers(pair_file, "--data", tiny_cifar_zip, "--db", db, "--port", 0)
+
+    def here(page):
+        """(pair position, index in view, pairs in view, score shown, anchor class shown, verdict) of the pair shown."""
+        meta = page.inner_text("#meta")
+        found = re.search(r"score (\S+) · .* pair (\d+) \((\d+) of (\d+) in view\) · (.+)$", meta)
+        assert found, meta
+        return (int(found[2]) - 1, int(found[3]), int(found[4]), float(found[1]), page.inner_text("#cap-a .cls"), found[5])
+
+    def press(page, key):
+        count = len(shown(page))
+        page.keyboard.press(key)
+        page.wait_for_function(f"window.__shown.length > {count}")
+        return here(page)
+
+    def apply(page, order="file", cls="", lo="", hi=""):
+        page.select_option("select[name=order]", order)
+        page.select_option("select[name=cls]", cls)
+        page.fill("input[name=min]", lo)
+        page.fill("input[name=max]", hi)
+        count = len(shown(page))
+        page.click("#controls button[type=submit]")
+        page.wait_for_function(f"window.__shown.length > {count}")
+
+    def walk(page):
+        """Every pair in view, first to last, moved through with the arrow keys."""
+        _, i, n, *_ = here(page)
+        for _ in range(i - 1):
+            press(page, "ArrowLeft")
+        return [here(page)] + [press(page, "ArrowRight") for _ in range(n - 1)]
+
+    page = open_page(browser, server.url)
+    assert [press(page, k)[0] for k in ["a", "r", "ArrowRight", "s"]] == [1, 2, 3, 4]   # decided: 0 a, 1 r, 3 s
+    assert [press(page, "ArrowLeft")[0] for _ in range(4)] == [3, 2, 1, 0]
+    assert here(page)[5] == "accepted"
+    assert press(page, "n")[::5] == (2, "not reviewed")   # the first pair without a decision, past the rejected 1
+    assert press(page, "n")[0] == 4                       # past the skipped 3
+    wait_saved(page)
+
+    cls = max(set(cls_of), key=cls_of.count)
+    scores = sorted(rows[p][3] for p in range(40) if cls_of[p] == cls)
+    assert len(scores) >= 3
+    lo, hi = scores[1], scores[-1]
+    expected = [p for p in range(40) if cls_of[p] == cls and lo <= rows[p][3] <= hi]
+    apply(page, cls=cls, lo=str(lo), hi=str(hi))
+    decided = sum(p in (0, 1, 3) for p in expected)
+    assert f"{decided}/{len(expected)} in view · all 40: 1 accepted, 1 rejected, 1 skipped" in page.inner_text("#progress-text")
+    seen = walk(page)
+    assert [s[0] for s in seen] == expected
+    assert all(s[4] == cls and abs(s[3] - rows[s[0]][3]) <= 5e-4 for s in seen), seen   # scores shown to 3 digits
+
+    apply(page, order="score")
+    assert "3/40 in view" in page.inner_text("#progress-text")
+    seen = walk(page)
+    assert sorted(s[0] for s in seen) == list(range(40))
+    assert all(a[3] <= b[3] for a, b in zip(seen, seen[1:])), [s[3] for s in seen]
+    assert [rows[s[0]][3] for s in seen] == sorted(r[3] for r in rows)
+    assert not page.errors
+    page.close()
+
+    tabs = [open_page(browser, server.url) for _ in range(2)]   # two tabs, both on the first unreviewed pair
+    assert [here(tab)[0] for tab in tabs] == [2, 2]
+    for tab in tabs:
+        tab.keyboard.press("a")
+        wait_saved(tab)
+    assert "all 40: 2 accepted, 1 rejected, 1 skipped" in tabs[1].inner_text("#progress-text")
+    with DecisionStore.existing(db) as check:
+        assert {p: d["decision"] for p, d in check.decisions().items()} == {0: "accept", 1: "reject", 2: "accept", 3: "skip"}
+        assert check.counts() == {"pairs": 40, "accept": 2, "reject": 1, "skip": 1, "unreviewed": 36}
+    code, text = invoke("review", "stats", db, "--json")
+    assert code == 0 and json.loads(text)["overall"]["accept"] == 2 and not any(tab.errors for tab in tabs), text

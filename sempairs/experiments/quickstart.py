@@ -30,7 +30,8 @@ METRICS = {"seen": ("transfer_seen_knn_top1", "random_init_knn_top1"),
            "unseen": ("transfer_unseen_knn_top1", "random_init_unseen_knn_top1")}  # (trained column, untrained column)
 LEGEND = ("SP: semantic pairs, two different images of one class, drawn from the labels (so SP is not a "
           "self-supervised result). AP: the matched augmented pairs, two views of one image, same images per class "
-          "and pair count. AP+SP: both sets. Random init: the same backbone untrained.")
+          "and pair count. AP+SP: both sets, so twice the pairs and optimiser steps of SP or AP. Random init: the same "
+          "backbone untrained.")
 
 
 def default_config_path() -> Path:

@@ -11,11 +11,14 @@ tests that compare them with one process, get the same global statistics a GPU r
 
 Failures: a process that raises while the others wait in a collective would leave them waiting
 until the process-group timeout. Processes launched by Lightning's own launcher are watched by it
-(a child that fails ends them all); :func:`end_launched_processes` is what the main process does
-when it fails itself.
+(a child that fails ends them all, within the watcher's 5 s); :func:`end_launched_processes` is
+what the main process does when it fails, itself or in a collective a failed child left.
 """
 
 from __future__ import annotations
+
+import subprocess
+import time
 
 import torch
 import torch.distributed as dist
@@ -79,15 +82,26 @@ def agree(fabric: Fabric, *values: float) -> list[float]:
     return mean.tolist()
 
 
-def end_launched_processes(fabric: Fabric) -> None:
+def end_launched_processes(fabric: Fabric, grace_s: float = 3.0) -> int | None:
     """Kill the processes this process launched (Lightning's launcher on one node), so none waits for it forever.
 
-    They are then forgotten, so that the launcher's watcher does not take their end for a failure
-    of theirs and kill this process before it has reported its own error.
+    Returns the exit status of one that ended with an error by itself within ``grace_s``: this
+    process's error is then a consequence of it (gloo's "Connection closed by peer" in the
+    collective that waited for it), and that process has already reported its own. Those still
+    running after ``grace_s`` wait for this process and are killed. They are then forgotten, so
+    that the launcher's watcher does not take their end for a failure of theirs and kill this
+    process before it has reported its own error.
     """
     procs = getattr(fabric.strategy.launcher, "procs", [])
+    deadline = time.monotonic() + grace_s
+    failed = None
     for proc in procs:
-        if proc.poll() is None:
+        try:
+            code = proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        else:
+            failed = failed or code or None
     procs.clear()
+    return failed

@@ -240,7 +240,9 @@ def train(
     except TrainingStopped:
         raise  # every process stops at the same step: none is left waiting
     except BaseException:
-        end_launched_processes(fabric)  # they would wait for this process in their next collective
+        failed = end_launched_processes(fabric)  # they would wait for this process in their next collective
+        if failed:  # a launched process failed first and reported its error: this one's is only its echo
+            raise SystemExit(failed if failed > 0 else 1) from None
         raise
 
 
