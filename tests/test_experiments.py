@@ -313,3 +313,13 @@ def test_a_section_axis_sets_several_keys_of_one_cell(tmp_path):
         ExperimentConfig(name="x", axes={"backbone": ["resnet50"]})
     with pytest.raises(ConfigError, match="another axis sets too"):
         expand(ExperimentConfig(name="x", out_dir=str(tmp_path), axes={"backbone": [{"width": 0.5}], "backbone.width": [1.0]}))
+
+
+def test_a_section_axis_value_is_a_readable_tick_label():
+    from sempairs.experiments.plots import _tick
+
+    value = '{"name":"resnet18","small_stem":true,"width":0.25}'
+    assert _tick(["backbone"], [value]) == "name=resnet18\nsmall_stem=true\nwidth=0.25"
+    assert _tick(["backbone", "train.batch_size"], [value, "128"]) == \
+        "backbone:\nname=resnet18\nsmall_stem=true\nwidth=0.25\nbatch_size=128"
+    assert _tick(["pairs", "train.seed"], ["ap+sp", "1"]) == "pairs=ap+sp\nseed=1"

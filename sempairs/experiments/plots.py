@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
+import json
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,8 +59,24 @@ def _label(keys: Sequence[str], values: Sequence[str], sep: str = ", ") -> str:
 
 
 def _tick(keys: Sequence[str], values: Sequence[str]) -> str:
-    """A short x tick label: one ``name=value`` line per key (the axis label gives the full keys)."""
-    return _label([k.rsplit(".", 1)[-1] for k in keys], values, sep="\n")
+    """A short x tick label: one ``name=value`` line per key (the axis label gives the full keys); a section
+    axis's value (a JSON mapping) one ``key=value`` line per entry."""
+    names = [k.rsplit(".", 1)[-1] for k in keys]
+    lines = [_mapping_lines(v) for v in values]
+    if len(keys) == 1:
+        return lines[0]
+    return "\n".join(f"{k}:\n{v}" if "\n" in v else f"{k}={v}" for k, v in zip(names, lines))
+
+
+def _mapping_lines(value: str) -> str:
+    """``{"a":1,"b":true}`` -> ``a=1`` and ``b=true`` on two lines; any other value as it is."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return value
+    if not isinstance(parsed, dict):
+        return value
+    return "\n".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in parsed.items())
 
 
 def _figure(panels: int, panel_width: float = 5.2, height: float = 4.2, legend_entries: int = 0) -> tuple[Figure, list]:
