@@ -302,6 +302,10 @@ def test_sepp_cell_mines_nearest_neighbours_of_the_ap_checkpoint(tiny_cifar_zip,
     same = float(np.mean(store.labels[mined.anchor] == store.labels[mined.positive]))
     assert float(rows["ap+mined"]["mined_precision"]) == pytest.approx(100 * same)
     assert int(rows["ap+mined"]["mined_pairs"]) == len(mined) and int(rows["ap+mined"]["num_pairs"]) == 40 + len(mined)
+    from sempairs.experiments.plots import make_plots
+
+    plots = [p.name for p in make_plots(exp)]  # the grid's own mined file gets its calibration plot
+    assert f"pairs_{cells['ap+mined'].mined.parent.name}_{cells['ap+mined'].mined.stem}.calibration.png" in plots
 
 
 def test_a_section_axis_sets_several_keys_of_one_cell(tmp_path):

@@ -287,13 +287,15 @@ def embedding_map(exp: ExperimentConfig, cells: Sequence[Cell], rows, out_dir: P
 
 
 def pair_file_calibrations(exp: ExperimentConfig, out_dir: Path) -> list[Path]:
-    """Precision-vs-score plots of the pair files named in the ``pairs`` axis that have scores (mined pairs)."""
+    """Precision-vs-score plots of the pair files with scores (mined pairs): those named in the ``pairs`` axis
+    (``mined:<file>``, ...) and those the grid mined itself for its ``+mined`` cells."""
     from sempairs.pairs import load_pairs
     from sempairs.pairs.report import plot_calibration, precision_report
 
-    files = dict.fromkeys(Path(term.split(":", 1)[1]) for value in exp.axes.get(PAIRS_AXIS, [])
-                          for term in split_pair_terms(str(value)) if term.split(":", 1)[0] in PAIR_FILE_KINDS)
-    files = [file for file in files if file.exists()]
+    named = [Path(file) for value in exp.axes.get(PAIRS_AXIS, []) for term in split_pair_terms(str(value))
+             for kind, _, file in [term.partition(":")] if file and kind in PAIR_FILE_KINDS]
+    mined = [cell.mined for cell in expand(exp) if cell.mined is not None]
+    files = [file for file in dict.fromkeys([*named, *mined]) if file.exists()]
     if not files:
         return []
     cfg = expand(exp)[0].config
@@ -305,7 +307,8 @@ def pair_file_calibrations(exp: ExperimentConfig, out_dir: Path) -> list[Path]:
         report = precision_report(load_pairs(file, store), store.labels, store.class_names)
         if not report["calibration"]:  # no score column: nothing to calibrate
             continue
-        made.append(plot_calibration(report, out_dir / f"pairs_{file.stem}.calibration.png", title=file.name)[0])
+        name = file.stem if file in named else f"{file.parent.name}_{file.stem}"  # one mined file per cell
+        made.append(plot_calibration(report, out_dir / f"pairs_{name}.calibration.png", title=name)[0])
     return made
 
 
