@@ -294,11 +294,12 @@ def pair_file_calibrations(exp: ExperimentConfig, out_dir: Path) -> list[Path]:
 
     named = [Path(file) for value in exp.axes.get(PAIRS_AXIS, []) for term in split_pair_terms(str(value))
              for kind, _, file in [term.partition(":")] if file and kind in PAIR_FILE_KINDS]
-    mined = [cell.mined for cell in expand(exp) if cell.mined is not None]
+    cells = expand(exp)
+    mined = [cell.mined for cell in cells if cell.mined is not None]
     files = [file for file in dict.fromkeys([*named, *mined]) if file.exists()]
     if not files:
         return []
-    cfg = expand(exp)[0].config
+    cfg = cells[0].config
     store = load_split(cfg.data, cfg.data.split, cfg.data.limit_per_class)  # the images the runs train on, read once
     if store.labels is None:
         return []
