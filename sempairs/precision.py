@@ -13,12 +13,19 @@ def cpu_computes_bf16() -> bool:
     return any(check() for check in checks if check is not None)
 
 
-def inference_autocast(device: torch.device):
-    """bf16 autocast for forward passes without gradients: on CUDA, and on CPUs that compute bf16 natively.
+def inference_uses_bf16(device: torch.device) -> bool:
+    """Whether forward passes without gradients run under bf16 autocast on ``device``: on CUDA, and on CPUs
+    that compute bf16 natively.
 
     (The CPU defect that keeps training in float32 at some sizes, ``sempairs.train.loop.cpu_bf16_is_exact``,
-    is in the backward pass only.) Measured on the project's 2-core CPU: 2.3x-4x the float32 rate (docs/benchmarks.md).
+    is in the backward pass only.) Measured on the project's 2-core CPU: 1.8x-3.9x the float32 rate
+    (docs/benchmarks.md, ``bench/feature_speed.py``).
     """
-    if device.type == "cuda" or (device.type == "cpu" and cpu_computes_bf16()):
+    return device.type == "cuda" or (device.type == "cpu" and cpu_computes_bf16())
+
+
+def inference_autocast(device: torch.device):
+    """bf16 autocast where :func:`inference_uses_bf16`, else a context that changes nothing."""
+    if inference_uses_bf16(device):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -17,7 +17,7 @@ from sempairs.augment import eval_transform
 from sempairs.data import cache
 from sempairs.data.store import ImageStore
 from sempairs.errors import SempairsWarning
-from sempairs.precision import inference_autocast
+from sempairs.precision import inference_autocast, inference_uses_bf16
 
 if TYPE_CHECKING:  # backbones imports the training code, which imports this module
     from sempairs.eval.backbones import LoadedBackbone
@@ -42,7 +42,7 @@ def extract_features(
     was_training = backbone.training
     backbone.eval()
     autocast = inference_autocast(device)
-    channels_last = channels_last or isinstance(autocast, torch.autocast)
+    channels_last = channels_last or inference_uses_bf16(device)
     out = []
     try:
         for start in range(0, len(images), batch_size):
@@ -69,7 +69,7 @@ def features_key(backbone: LoadedBackbone, store: ImageStore, size: int, mean, s
         "size": size,
         "mean": list(mean),
         "std": list(std),
-        "bf16": isinstance(inference_autocast(next(backbone.module.parameters()).device), torch.autocast),
+        "bf16": inference_uses_bf16(next(backbone.module.parameters()).device),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
