@@ -31,7 +31,7 @@ from bench.throughput import PILPairs, reference_transform
 from sempairs.config import load_config
 from sempairs.eval.protocol import knn_evaluate
 from sempairs.train import train
-from sempairs.train.checkpoint import LAST
+from sempairs.trained.checkpoint import LAST
 from sempairs.train.data import load_run_data
 from sempairs.train.loop import optimizer_step, resolve_precision, setup_model
 from sempairs.train.optim import lr_at, set_lr
@@ -66,7 +66,7 @@ def train_reference(cfg, workers: int) -> dict:
         print(f"reference epoch {epoch + 1}/{cfg.train.epochs}: loss {out.loss.item():.4f}", flush=True)
     seconds = time.perf_counter() - started
     knn = knn_evaluate(method.backbone, data.train, data.test, cfg.data.size, cfg.augment.mean, cfg.augment.std,
-                       k=cfg.knn.k, temperature=cfg.knn.temperature, batch_size=cfg.knn.batch_size,
+                       k=cfg.knn.k, temperature=cfg.knn.temperature, batch_size=cfg.features.batch_size,
                        channels_last=cfg.train.channels_last)
     return {**knn, "pipeline": f"{name} transforms, {workers} DataLoader workers", "seconds": seconds,
             "images_per_s": total * batch / seconds}

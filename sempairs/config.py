@@ -5,19 +5,17 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+import warnings
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from sempairs.augment import AugmentConfig
-from sempairs.errors import SempairsError
-from sempairs.methods import METHODS
+from sempairs.errors import SempairsError, SempairsWarning
+from sempairs.methods import METHODS, MethodConfig
 from sempairs.models import BackboneConfig
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from sempairs.strict import Strict
 
 
 class DataConfig(Strict):
@@ -135,17 +133,12 @@ class KnnConfig(Strict):
     k: int = Field(200, gt=0)
     temperature: float = Field(0.1, gt=0)
     every: int = Field(0, ge=0)
+
+
+class FeaturesConfig(Strict):
+    """Backbone feature extraction, shared by every evaluation protocol and by mining: images per forward pass."""
+
     batch_size: int = Field(1024, gt=0)
-
-
-def _method_type():
-    configs = tuple(cls.config_class for cls in METHODS.values())
-    if len(configs) == 1:
-        return configs[0]
-    return Annotated[Union[configs], Field(discriminator="name")]  # noqa: UP007
-
-
-MethodConfig = _method_type()
 
 
 def _key(section, key: str):
@@ -180,11 +173,12 @@ class RunConfig(Strict):
     data: DataConfig = DataConfig()
     pairs: PairsConfig = PairsConfig()
     backbone: BackboneConfig = BackboneConfig()
-    method: MethodConfig = Field(default_factory=lambda: METHODS["simclr"].config_class())
+    method: SerializeAsAny[MethodConfig] = Field(default_factory=lambda: METHODS["simclr"].config_class())
     augment: AugmentConfig = AugmentConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainSettings = TrainSettings()
     knn: KnnConfig = KnnConfig()
+    features: FeaturesConfig = FeaturesConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -208,12 +202,29 @@ class RunConfig(Strict):
     def _plain_name(cls, value: str) -> str:
         return plain_name(value)
 
-    @field_validator("method", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _default_method(cls, value):
-        if isinstance(value, dict) and "name" not in value:
-            return {"name": "simclr", **value}
-        return value
+    def _knn_batch_size_moved(cls, data):
+        """``knn.batch_size`` (configs and checkpoints before 2026-12) is read as ``features.batch_size``."""
+        knn = data.get("knn") if isinstance(data, dict) else None
+        if not (isinstance(knn, dict) and "batch_size" in knn):
+            return data
+        warnings.warn("knn.batch_size is deprecated: it is the feature batch size of every protocol, now "
+                      "features.batch_size. Fix: rename the key", SempairsWarning, stacklevel=2)
+        knn = dict(knn)
+        features = {"batch_size": knn.pop("batch_size"), **(data.get("features") or {})}
+        return {**data, "knn": knn, "features": features}
+
+    @field_validator("method", mode="wrap")
+    @classmethod
+    def _method_config(cls, value, handler):
+        """A mapping becomes the config of the method it names (default simclr), whichever module registered it."""
+        if not isinstance(value, dict):
+            return handler(value)
+        name = value.get("name", "simclr")
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; the methods are: {', '.join(sorted(METHODS))}")
+        return METHODS[name].config_class.model_validate({**value, "name": name})
 
     @model_validator(mode="after")
     def _numbers_finite(self):

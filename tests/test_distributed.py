@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from multiprocess_checks import METHODS, run_steps
-from sempairs.train import load_method
+from sempairs.trained.loading import load_method
 from sempairs.train.loop import HISTORY as HISTORY_FILE
 
 HERE = Path(__file__).resolve().parent

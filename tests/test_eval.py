@@ -23,16 +23,16 @@ from typer.testing import CliRunner
 from sempairs.cli import app
 from sempairs.config import load_config
 from sempairs.data.registry import load_dataset
-from sempairs.eval import features as features_module
+from sempairs.trained import features as features_module
 from sempairs.eval import linear as linear_module
-from sempairs.eval.backbones import IMAGENET_MEAN, load_backbone
+from sempairs.trained.loading import IMAGENET_MEAN, load_backbone
 from sempairs.eval.detection import (
     VOCDetection,
     build_detector,
     detection_ap,
     detection_evaluate,
 )
-from sempairs.eval.features import cached_features
+from sempairs.trained.features import cached_features
 from sempairs.eval.fewshot import fewshot_probe, fewshot_subset
 from sempairs.eval.invariance import PROBES, invariance
 from sempairs.eval.linear import linear_probe, select_l2, stratified_split

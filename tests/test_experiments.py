@@ -274,7 +274,7 @@ def test_skip_rules_drop_cells_and_sepp_cells_link_their_ap_encoder(tmp_path):
 def test_sepp_cell_mines_nearest_neighbours_of_the_ap_checkpoint(tiny_cifar_zip, tmp_path, monkeypatch):
     import torch
 
-    from sempairs.eval.backbones import load_backbone
+    from sempairs.trained.loading import load_backbone
     from sempairs.pairs import load_pairs
     from sempairs.pairs.mine import embed
     from sempairs.train.data import load_split

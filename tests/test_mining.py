@@ -17,7 +17,7 @@ from sempairs.cli import app
 from sempairs.data.store import ImageStore
 from sempairs.models import BackboneConfig, build_backbone
 from sempairs.pairs import PairSet, concat
-from sempairs.eval.backbones import load_backbone
+from sempairs.trained.loading import load_backbone
 from sempairs.pairs.mine import choose_anchors, embed, mine_pairs
 from sempairs.pairs.report import plot_calibration, precision_report
 from sempairs.pairs.search import knn_search, resolve_backend

@@ -52,7 +52,7 @@ def test_quickstart_numbers_match_the_runs_and_an_independent_random_init(quicks
     out, _ = quickstart_run
     summary = json.loads((out / "quickstart.json").read_text())
     # the SP arm's seen-class number is the kNN its run measured after training
-    trained = yaml.safe_load((out / "runs" / "pairs=sp,train.seed=1" / "knn.yaml").read_text())
+    trained = yaml.safe_load((out / "runs" / "pairs=sp,train.seed=1" / "eval" / "knn.json").read_text())
     assert summary["arms"]["SP"]["seeds"]["1"]["seen"] == pytest.approx(trained["knn_top1"])
     # random init, seed 0, seen classes: an untrained backbone built here, evaluated with the same protocol
     cfg = load_config(None, [f"data.dataset={tiny_cifar_zip}", "data.classes=[airplane,automobile,bird,cat,deer]",

@@ -106,7 +106,7 @@ def test_clip_gradients_caps_each_parameter_on_its_own():
 
 
 def test_dino_prototypes_take_no_update_in_the_frozen_epochs():
-    from sempairs.train.checkpoint import build_method
+    from sempairs.trained.loading import build_method
 
     cfg = load_config(None, ["method.name=dino", "method.out_dim=16", "method.proj_hidden_dim=32",
                              "method.bottleneck_dim=8", "method.freeze_last_layer_epochs=1", "data.size=16"])

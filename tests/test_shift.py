@@ -19,7 +19,7 @@ from sempairs.config import ConfigError
 from sempairs.data.sources import read_image_zip
 from sempairs.data.store import ImageStore
 from sempairs.eval import corruptions as corruptions_module
-from sempairs.eval.backbones import LoadedBackbone
+from sempairs.trained.loading import LoadedBackbone
 from sempairs.eval.corruptions import (
     CORRUPTIONS,
     RANDOM_CORRUPTIONS,

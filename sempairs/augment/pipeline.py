@@ -22,8 +22,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import Tensor
+
+from sempairs.strict import Strict
 
 # Luma weights of torchvision's ``rgb_to_grayscale`` (ITU-R 601-2; torchvision uses 0.2989 for red).
 LUMA = (0.2989, 0.587, 0.114)
@@ -50,7 +52,7 @@ def default_local_size(size: int) -> int:
     return min(size, math.ceil(size * 96 / 224 / 8) * 8)
 
 
-class AugmentConfig(BaseModel):
+class AugmentConfig(Strict):
     """One view's augmentation; SimCLR defaults for 32 px images. p=0 / crop=False switch an op off.
 
     ``local_crops`` > 0 (multi-crop, methods that support it: DINO) adds that many local views per
@@ -62,7 +64,6 @@ class AugmentConfig(BaseModel):
     0.2}``; None: both views alike (SimCLR). See :meth:`second_view`.
     """
 
-    model_config = ConfigDict(extra="forbid")
 
     size: int = Field(default=32, gt=0)
     crop: bool = True

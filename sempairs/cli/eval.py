@@ -44,7 +44,7 @@ def _device(name: str):
 
 def _backbone(checkpoint: Path, arch: Optional[str], device: str):
     """The backbone on ``device``; the clock of the results' ``wall_seconds`` starts here."""
-    from sempairs.eval.backbones import load_backbone
+    from sempairs.trained.loading import load_backbone
 
     _clock["start"] = time.perf_counter()
     loaded = load_backbone(checkpoint, arch)

@@ -142,7 +142,7 @@ def pairs_mine_cmd(
     download: bool = DownloadOpt,
 ) -> None:
     """SePP-ID semantic sampler: pairs of nearest neighbours in a pretrained encoder's embedding."""
-    from sempairs.eval.backbones import load_backbone
+    from sempairs.trained.loading import load_backbone
     from sempairs.pairs.mine import embed, mine_pairs
 
     if backend not in ("auto", "torch", "faiss"):

@@ -1,6 +1,5 @@
-"""Evaluation of representations: feature extraction and kNN."""
+"""Evaluation protocols of a representation (kNN, linear probe, few-label, transfer, shift, detection)."""
 
-from sempairs.eval.features import extract_features
 from sempairs.eval.knn import knn_accuracy, knn_scores
 
-__all__ = ["extract_features", "knn_accuracy", "knn_scores"]
+__all__ = ["knn_accuracy", "knn_scores"]

@@ -44,7 +44,7 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.ops import FrozenBatchNorm2d
 
 from sempairs.errors import InputError
-from sempairs.eval.backbones import (
+from sempairs.trained.loading import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     LoadedBackbone,

@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from sempairs.augment import eval_transform
 from sempairs.errors import InputError
-from sempairs.eval.features import extract_features
+from sempairs.trained.features import extract_features
 
 Probe = Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from sempairs.augment import AugmentConfig, BatchAugment
 from sempairs.data.store import ImageStore
 from sempairs.errors import InputError
-from sempairs.eval.features import extract_features
+from sempairs.trained.features import extract_features
 
 L2_GRID = tuple(float(v) for v in np.logspace(-6, 0, 8))
 

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from sempairs.data.store import ImageStore
 from sempairs.errors import InputError
-from sempairs.eval.features import extract_features
+from sempairs.trained.features import extract_features
 from sempairs.eval.knn import knn_accuracy
 
 

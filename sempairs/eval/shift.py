@@ -25,9 +25,9 @@ import torch
 
 from sempairs.data.store import ImageStore
 from sempairs.errors import InputError
-from sempairs.eval.backbones import LoadedBackbone
+from sempairs.trained.loading import LoadedBackbone
 from sempairs.eval.corruptions import CORRUPTIONS, SEVERITIES, STANDARD_CORRUPTIONS, corrupted_store
-from sempairs.eval.features import cached_features, extract_features
+from sempairs.trained.features import cached_features, extract_features
 from sempairs.eval.knn import knn_accuracy
 from sempairs.eval.linear import fit_logistic, select_l2, topk_accuracy
 

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from sempairs.errors import InputError
 from sempairs.eval.shift import OCCLUSION
-from sempairs.experiments.plots import save_plot
+from sempairs.plotting import save_plot
 
 LABELS = {"knn": "kNN top-1 accuracy (%)", "linear": "linear probe top-1 accuracy (%)"}
 

@@ -24,8 +24,8 @@ import torch
 from sempairs.data.registry import load_dataset
 from sempairs.data.sources import select_indices
 from sempairs.errors import InputError
-from sempairs.eval.backbones import LoadedBackbone
-from sempairs.eval.features import cached_features
+from sempairs.trained.loading import LoadedBackbone
+from sempairs.trained.features import cached_features
 from sempairs.eval.knn import knn_accuracy
 from sempairs.eval.linear import linear_probe
 

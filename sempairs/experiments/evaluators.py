@@ -38,14 +38,14 @@ import torch
 
 from sempairs.config import DataConfig, RunConfig
 from sempairs.errors import InputError
-from sempairs.eval.backbones import load_backbone
-from sempairs.eval.features import cached_features
+from sempairs.trained.loading import load_backbone
+from sempairs.trained.features import cached_features
 from sempairs.eval.invariance import PROBES, invariance
 from sempairs.eval.linear import linear_probe
 from sempairs.eval.protocol import knn_evaluate
 from sempairs.eval.shift import shift_evaluate
 from sempairs.train import TrainResult
-from sempairs.train.checkpoint import build_method
+from sempairs.trained.loading import build_method
 from sempairs.train.data import load_split
 from sempairs.train.loop import uses_cuda
 
@@ -121,7 +121,7 @@ def knn_on(backbone: torch.nn.Module, cfg: RunConfig, data: DataConfig | None = 
     train = load_split(data, data.split, data.limit_per_class)
     test = load_split(data, data.test_split, data.test_limit_per_class)
     return knn_evaluate(backbone, train, test, cfg.data.size, cfg.augment.mean, cfg.augment.std, k=cfg.knn.k,
-                        temperature=cfg.knn.temperature, batch_size=cfg.knn.batch_size, channels_last=uses_cuda(cfg))
+                        temperature=cfg.knn.temperature, batch_size=cfg.features.batch_size, channels_last=uses_cuda(cfg))
 
 
 def other_classes(cfg: RunConfig) -> DataConfig:
@@ -152,7 +152,7 @@ def linear_of_run(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
     train, test = _splits(cfg)
     if train.labels is None or test.labels is None:
         raise InputError(f"{cfg.run_dir}: the linear probe needs labelled train and test splits")
-    feats = [cached_features(loaded, store, batch_size=cfg.knn.batch_size) for store in (train, test)]
+    feats = [cached_features(loaded, store, batch_size=cfg.features.batch_size) for store in (train, test)]
     probe = linear_probe(feats[0], torch.from_numpy(train.labels), feats[1], torch.from_numpy(test.labels),
                          train.num_classes, seed=cfg.train.seed)
     return {k: probe[k] for k in ("linear_top1", "linear_top5", "linear_l2")}
@@ -195,7 +195,7 @@ def shift_of_run(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
     """kNN accuracy under the CIFAR-10-C corruptions and occlusion, on a seeded subset of the test split."""
     train, test = _splits(cfg)
     report = shift_evaluate(_loaded(result, cfg), train, test, limit=SHIFT_IMAGES, seed=0, knn_k=cfg.knn.k,
-                            knn_temperature=cfg.knn.temperature, linear=False, batch_size=cfg.knn.batch_size)
+                            knn_temperature=cfg.knn.temperature, linear=False, batch_size=cfg.features.batch_size)
     summary = report["summary"]
     return {"shift_knn_clean": summary["knn_clean"], "shift_knn_mean_corruption": summary["knn_mean_corruption"],
             "shift_knn_occlusion": summary["knn_occlusion"], "shift_knn_drop": summary["knn_drop"],

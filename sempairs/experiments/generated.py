@@ -13,23 +13,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from sempairs.config import PairsConfig, RunConfig
-from sempairs.eval.backbones import load_backbone
+from sempairs.trained.loading import load_backbone
 from sempairs.pairs import load_pairs
 from sempairs.pairs.mine import embed, mine_pairs
 from sempairs.pairs.report import precision_report
 from sempairs.train.data import build_pairs, load_split
+from sempairs.strict import Strict
 
 ADDED_SP_FILE = "added_sp_pairs.csv"
 MINED_FILE = "mined_pairs.csv"
 
 
-class MiningSettings(BaseModel):
+class MiningSettings(Strict):
     """How a grid's ``+mined`` cells mine (see :func:`sempairs.pairs.mine.mine_pairs`)."""
 
-    model_config = ConfigDict(extra="forbid")
     k: int = Field(1, gt=0)
     threshold: float | None = Field(None, ge=-1, le=1)
     mutual: bool = False
@@ -48,7 +48,7 @@ def write_mined(cfg: RunConfig, path: Path, encoder_run: Path, mining: MiningSet
     """The mined file of an ``...+mined`` cell: its training images' neighbours in the checkpoint of ``encoder_run``."""
     store = load_split(cfg.data, cfg.data.split, cfg.data.limit_per_class)
     encoder = load_backbone(encoder_run)
-    features = embed(store, encoder, encoder.size, encoder.mean, encoder.std, batch_size=cfg.knn.batch_size)
+    features = embed(store, encoder, encoder.size, encoder.mean, encoder.std, batch_size=cfg.features.batch_size)
     pairs = mine_pairs(features, k=mining.k, threshold=mining.threshold, mutual=mining.mutual,
                        duplicate_threshold=mining.duplicate_threshold, seed=cfg.train.seed,
                        meta={"encoder": str(encoder.path)})

@@ -51,7 +51,7 @@ from typing import Any
 import torch
 import yaml
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import ValidationError, field_validator, model_validator
 
 from sempairs.atomic import write_text
 from sempairs.augment.pipeline import PRESETS
@@ -60,9 +60,10 @@ from sempairs.csvio import write_rows
 from sempairs.experiments.evaluators import EVALUATORS
 from sempairs.experiments.generated import ADDED_SP_FILE, MINED_FILE, MiningSettings, mined_columns, write_added_sp, write_mined
 from sempairs.train import TrainingStopped, train
-from sempairs.train.checkpoint import LAST
+from sempairs.trained.checkpoint import LAST
 from sempairs.train.loop import resolve_precision, uses_cuda
 from sempairs.train.rundir import ResumeRefused, RunExists, check_resume
+from sempairs.strict import Strict
 
 PAIRS_AXIS, TRANSFORMS_AXIS = "pairs", "transforms"
 SECTIONS = ("data", "backbone", "method", "augment", "optim", "train", "knn")  # axes whose values set several keys
@@ -77,7 +78,7 @@ COST_COLUMNS = ("final_loss", "images_per_s", "seconds", "device", "precision", 
 # ----------------------------------------------------------------------------- config
 
 
-class ExperimentConfig(BaseModel):
+class ExperimentConfig(Strict):
     """A grid of runs: ``base`` run config x ``axes``, evaluated by ``evaluations``.
 
     ``seed_axis`` is the axis that repeats a setting (reports average over it). ``embedding``
@@ -86,7 +87,6 @@ class ExperimentConfig(BaseModel):
     ``mining``: how ``+mined`` cells mine their pairs.
     """
 
-    model_config = ConfigDict(extra="forbid")
 
     name: str
     out_dir: str = "experiments"

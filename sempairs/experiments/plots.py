@@ -27,9 +27,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from sempairs.atomic import atomic_open
-from sempairs.csvio import write_rows
-from sempairs.eval.features import extract_features
+from sempairs.plotting import save_plot
+from sempairs.trained.features import extract_features
 from sempairs.experiments.grid import (
     PAIR_FILE_KINDS,
     PAIRS_AXIS,
@@ -42,7 +41,7 @@ from sempairs.experiments.grid import (
 )
 from sempairs.experiments.tsne import tsne
 from sempairs.experiments.report import Stats, finished, seed_count, stats_of, summarise
-from sempairs.train.checkpoint import load_method
+from sempairs.trained.loading import load_method
 from sempairs.train.data import load_split
 from sempairs.train.loop import HISTORY
 
@@ -89,16 +88,6 @@ def _figure(panels: int, panel_width: float = 5.2, height: float = 4.2, legend_e
     for ax in axes[panels:]:
         ax.set_visible(False)
     return fig, axes[:panels]
-
-
-def save_plot(fig: Figure, table: list[dict], out_dir: Path, name: str) -> Path:
-    """Write ``<name>.png`` and ``<name>.csv`` (the numbers drawn) to ``out_dir``; return the PNG's path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_rows(out_dir / f"{name}.csv", table)
-    png = out_dir / f"{name}.png"
-    with atomic_open(png, "wb") as f:
-        fig.savefig(f, format="png", dpi=120)
-    return png
 
 
 def _stat_row(keys: Sequence[str], values: Sequence[str], metric: str, stats: Stats) -> dict:
@@ -268,7 +257,7 @@ def embedding_map(exp: ExperimentConfig, cells: Sequence[Cell], rows, out_dir: P
         store = load_split(cfg.data, cfg.data.test_split, cfg.data.test_limit_per_class)
         store = store.subset(balanced_subset(store.labels, MAP_POINTS))
         feats = extract_features(method.backbone.to(device), store.tensor(), cfg.data.size, cfg.augment.mean, cfg.augment.std,
-                                 batch_size=cfg.knn.batch_size)
+                                 batch_size=cfg.features.batch_size)
         xy = tsne(feats).cpu().numpy()
         n = len(store.class_names)
         colours = colormaps["tab10"] if n <= 10 else colormaps["turbo"].resampled(n)

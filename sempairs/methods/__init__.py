@@ -1,15 +1,9 @@
-"""Self-supervised methods, one module each; importing this package registers them all."""
+"""Self-supervised methods, one module each: a module of this package that defines a method registers it.
 
-from sempairs.methods import (  # noqa: F401  (importing a module registers its method)
-    barlow,
-    byol,
-    dino,
-    moco,
-    nnclr,
-    simclr,
-    simsiam,
-    vicreg,
-)
-from sempairs.methods.base import METHODS, Method, StepOutput
+``METHODS`` imports every module of the package the first time it is read, so a new method is one
+new file here (see docs/architecture.md).
+"""
 
-__all__ = ["METHODS", "Method", "StepOutput"]
+from sempairs.methods.base import METHODS, Method, MethodConfig, StepOutput
+
+__all__ = ["METHODS", "Method", "MethodConfig", "StepOutput"]

@@ -18,15 +18,14 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from sempairs.losses import barlow_twins_loss
-from sempairs.methods.base import Method, StepOutput, gather, register
+from sempairs.methods.base import Method, MethodConfig, StepOutput, gather, register
 from sempairs.models.heads import mlp
 
 
-class BarlowTwinsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BarlowTwinsConfig(MethodConfig):
     name: Literal["barlow_twins"] = "barlow_twins"
     proj_hidden_dim: int = Field(2048, gt=0)
     proj_dim: int = Field(2048, gt=0)

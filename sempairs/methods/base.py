@@ -1,4 +1,4 @@
-"""What every method provides to the training loop, and the registry of methods by name."""
+"""What every method provides to the training loop, its config base, and the registry of methods by name."""
 
 from __future__ import annotations
 
@@ -9,7 +9,16 @@ from typing import ClassVar
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-from pydantic import BaseModel
+
+from sempairs.registry import Registry
+from sempairs.strict import Strict
+
+
+
+class MethodConfig(Strict):
+    """The base of every method's config: ``name`` (a ``Literal`` in each subclass) selects the method."""
+
+    name: str
 
 
 @dataclass
@@ -33,7 +42,7 @@ class Method(nn.Module):
     with their source in a comment.
     """
 
-    config_class: type[BaseModel]
+    config_class: type[MethodConfig]
     supports_local_crops: bool = False
     recipe: ClassVar[dict] = {}
 
@@ -47,7 +56,7 @@ class Method(nn.Module):
         """The optimiser recipe for a backbone (``backbone.name``); the same for all unless a method says otherwise."""
         return dict(cls.recipe)
 
-    def __init__(self, backbone: nn.Module, feat_dim: int, cfg: BaseModel):
+    def __init__(self, backbone: nn.Module, feat_dim: int, cfg: MethodConfig):
         super().__init__()
         self.backbone, self.feat_dim, self.cfg = backbone, feat_dim, cfg
 
@@ -115,10 +124,10 @@ def enqueue(queue: torch.Tensor, ptr: torch.Tensor, items: torch.Tensor) -> int:
     return n
 
 
-METHODS: dict[str, type[Method]] = {}
+METHODS: Registry[type[Method]] = Registry("method", "sempairs.methods")
+"""Every method by its config's ``name``: each module of ``sempairs.methods`` registers its own (``@register``)."""
 
 
 def register(cls: type[Method]) -> type[Method]:
     """Class decorator adding a method to METHODS under its config's ``name``."""
-    METHODS[cls.config_class.model_fields["name"].default] = cls
-    return cls
+    return METHODS.register(cls.config_class.model_fields["name"].default, cls)

@@ -19,16 +19,14 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from sempairs.losses import byol_loss, cosine_momentum, ema_update
-from sempairs.methods.base import Method, StepOutput, register
-from sempairs.methods.base import frozen_copy
+from sempairs.methods.base import Method, MethodConfig, StepOutput, frozen_copy, register
 from sempairs.models.heads import mlp
 
 
-class BYOLConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BYOLConfig(MethodConfig):
     name: Literal["byol"] = "byol"
     proj_hidden_dim: int = Field(4096, gt=0)
     proj_dim: int = Field(256, gt=0)

@@ -43,16 +43,14 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from sempairs.losses import cosine_momentum, dino_center_update, dino_loss, ema_update
-from sempairs.methods.base import Method, StepOutput, register
-from sempairs.methods.base import frozen_copy
+from sempairs.methods.base import Method, MethodConfig, StepOutput, frozen_copy, register
 
 
-class DINOConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DINOConfig(MethodConfig):
     name: Literal["dino"] = "dino"
     proj_hidden_dim: int = Field(2048, gt=0)
     bottleneck_dim: int = Field(256, gt=0)

@@ -36,15 +36,14 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from sempairs.losses import cosine_momentum, ema_update, info_nce
-from sempairs.methods.base import Method, StepOutput, enqueue, frozen_copy, gather, register
+from sempairs.methods.base import Method, MethodConfig, StepOutput, enqueue, frozen_copy, gather, register
 
 
-class MoCoConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class MoCoConfig(MethodConfig):
     name: Literal["moco"] = "moco"
     temperature: float = Field(0.2, gt=0)
     proj_hidden_dim: int = Field(2048, gt=0)

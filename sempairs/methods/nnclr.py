@@ -28,15 +28,14 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from sempairs.losses import nnclr_loss
-from sempairs.methods.base import Method, StepOutput, enqueue, first_row, gather, register
+from sempairs.methods.base import Method, MethodConfig, StepOutput, enqueue, first_row, gather, register
 from sempairs.models.heads import mlp
 
 
-class NNCLRConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NNCLRConfig(MethodConfig):
     name: Literal["nnclr"] = "nnclr"
     temperature: float = Field(0.2, gt=0)
     proj_hidden_dim: int = Field(2048, gt=0)

@@ -21,15 +21,13 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
 
 from sempairs.losses import nt_xent
-from sempairs.methods.base import Method, StepOutput, first_row, gather, register
+from sempairs.methods.base import Method, MethodConfig, StepOutput, first_row, gather, register
 from sempairs.models.heads import mlp
 
 
-class SimCLRConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SimCLRConfig(MethodConfig):
     name: Literal["simclr"] = "simclr"
     temperature: float = 0.2
     proj_hidden_dim: int = 2048

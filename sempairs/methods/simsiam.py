@@ -20,15 +20,14 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from sempairs.losses import negative_cosine
-from sempairs.methods.base import Method, StepOutput, register
+from sempairs.methods.base import Method, MethodConfig, StepOutput, register
 from sempairs.models.heads import mlp
 
 
-class SimSiamConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SimSiamConfig(MethodConfig):
     name: Literal["simsiam"] = "simsiam"
     proj_hidden_dim: int = Field(2048, gt=0)
     proj_dim: int = Field(2048, gt=0)

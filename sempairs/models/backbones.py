@@ -20,15 +20,16 @@ import math
 from typing import Literal
 
 import torchvision
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
 from sempairs.errors import InputError
+from sempairs.strict import Strict
 
 VIT_MODELS = {"vit_tiny": "vit_tiny_patch16_224", "vit_small": "vit_small_patch16_224"}
 
 
-class BackboneConfig(BaseModel):
+class BackboneConfig(Strict):
     """Which network to pretrain.
 
     ``small_stem`` (ResNets only) swaps the 7x7/2 conv + max-pool for a 3x3/1 conv (32-64 px).
@@ -39,7 +40,6 @@ class BackboneConfig(BaseModel):
     multiple of it.
     """
 
-    model_config = ConfigDict(extra="forbid")
     name: Literal["resnet18", "resnet50", "vit_tiny", "vit_small"] = "resnet18"
     small_stem: bool = True
     width: float = Field(1.0, gt=0, le=4)

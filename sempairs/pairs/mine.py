@@ -1,6 +1,6 @@
 """The SePP-ID semantic sampler: embed a dataset with a pretrained encoder, mine nearest neighbours as pairs.
 
-The encoder is loaded by :func:`sempairs.eval.backbones.load_backbone`: a sempairs checkpoint
+The encoder is loaded by :func:`sempairs.trained.loading.load_backbone`: a sempairs checkpoint
 (the run's backbone, resolution and normalisation) or a plain weights file of a torchvision
 ResNet or a timm model, whose architecture is named. Pairs
 are (anchor, neighbour) with the cosine similarity as score and ``source="mined"``; they may
@@ -17,8 +17,8 @@ import torch.nn.functional as F
 
 from sempairs.data.store import ImageStore
 from sempairs.errors import InputError
-from sempairs.eval.backbones import LoadedBackbone
-from sempairs.eval.features import cached_features
+from sempairs.trained.loading import LoadedBackbone
+from sempairs.trained.features import cached_features
 from sempairs.pairs.pairset import PairSet
 from sempairs.pairs.search import Backend, knn_search, resolve_backend
 

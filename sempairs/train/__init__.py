@@ -1,6 +1,5 @@
-"""Pretraining: the Fabric loop, optimisers and schedules, checkpoints."""
+"""Pretraining: the Fabric loop, optimisers and schedules, run folders."""
 
-from sempairs.train.checkpoint import build_method, load_method
 from sempairs.train.loop import TrainingStopped, TrainResult, train
 
-__all__ = ["train", "TrainResult", "TrainingStopped", "build_method", "load_method"]
+__all__ = ["train", "TrainResult", "TrainingStopped"]

@@ -11,7 +11,7 @@ uninterrupted run would have.
 
 A run directory holds ``config.yaml``, ``pairs.csv``, ``last.ckpt`` (+ ``epoch_NNNN.ckpt`` every
 ``train.checkpoint_every`` epochs), ``history.csv`` (the metrics of every epoch, rewritten from
-the checkpoint after each epoch, so complete across resumes), ``knn.yaml``, and the step-level
+the checkpoint after each epoch, so complete across resumes), ``eval/knn.json``, and the step-level
 logs of Lightning's CSV (and TensorBoard) loggers: ``logs/metrics.csv`` for the first attempt,
 ``logs/resume-N/metrics.csv`` for the N-th resume (steps after the last checkpoint of a killed
 attempt appear again in the next one).
@@ -27,21 +27,22 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from lightning.fabric import Fabric
 from lightning.fabric.loggers import CSVLogger
 
-from sempairs.atomic import copy_file, write_text
+from sempairs.atomic import copy_file
 from sempairs.config import ConfigError, RunConfig
 from sempairs.csvio import write_rows
 from sempairs.errors import SempairsError
 from sempairs.eval.protocol import knn_evaluate
+from sempairs.eval.results import result_path, write_result
 from sempairs.methods import StepOutput
 from sempairs.models.backbones import smallest_strided_map
 from sempairs.precision import cpu_computes_bf16
 from sempairs.runlock import run_lock
 from sempairs.train.batches import PairBatches
-from sempairs.train.checkpoint import LAST, SafeCheckpointIO, build_method, epoch_checkpoint
+from sempairs.trained.checkpoint import LAST, SafeCheckpointIO, epoch_checkpoint
+from sempairs.trained.loading import build_method
 from sempairs.train.data import load_run_data
 from sempairs.train.distributed import agree, convert_sync_batchnorm, end_launched_processes
 from sempairs.train.optim import Schedule, build_optimizer, clip_gradients
@@ -332,7 +333,7 @@ def _train(fabric: Fabric, cfg: RunConfig, resume: bool, callbacks, progress: bo
         fabric.print(f"warning: {warning}")
     knn = _knn(fabric, method, data, cfg) if data.test is not None else None
     if knn and fabric.is_global_zero:
-        write_text(run_dir / "knn.yaml", yaml.safe_dump(knn))
+        write_result(result_path(last, "knn"), knn)
     for logger in fabric.loggers:
         logger.finalize("success")
     return TrainResult(run_dir=run_dir, pairs=len(data.pairs), history=history, knn=knn, rank=fabric.global_rank)
@@ -367,7 +368,7 @@ def _knn(fabric: Fabric, method, data, cfg: RunConfig) -> dict:
     result = {}
     if fabric.is_global_zero and data.test is not None:
         result = knn_evaluate(method.backbone, data.train, data.test, cfg.data.size, cfg.augment.mean, cfg.augment.std,
-                              k=cfg.knn.k, temperature=cfg.knn.temperature, batch_size=cfg.knn.batch_size,
+                              k=cfg.knn.k, temperature=cfg.knn.temperature, batch_size=cfg.features.batch_size,
                               channels_last=cfg.train.channels_last)
     fabric.barrier()
     return fabric.broadcast(result)

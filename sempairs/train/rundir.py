@@ -18,7 +18,7 @@ from sempairs.config import RunConfig, flatten
 from sempairs.data.store import ImageStore
 from sempairs.errors import SempairsError
 from sempairs.pairs import PairFileError, PairSet, load_pairs
-from sempairs.train.checkpoint import LAST, read_checkpoint
+from sempairs.trained.checkpoint import LAST, read_checkpoint
 
 CONFIG = "config.yaml"
 PAIRS = "pairs.csv"

@@ -1,4 +1,4 @@
-"""Checkpoint files of a run: where they live, writing and reading them safely, rebuilding a trained method.
+"""Checkpoint files of a run: where they live, writing and reading them safely.
 
 A sempairs checkpoint holds only tensors and plain values (the model's and optimiser's state
 dicts, the epoch, the run config as a mapping, the history), so every read uses
@@ -19,10 +19,7 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 
 from sempairs.atomic import write_bytes
-from sempairs.config import RunConfig
 from sempairs.errors import SempairsError
-from sempairs.methods import METHODS, Method
-from sempairs.models import build_backbone
 
 LAST = "last.ckpt"
 REQUIRED = ("model", "config")
@@ -34,12 +31,6 @@ class CheckpointError(SempairsError, ValueError):
 
 class NotACheckpoint(CheckpointError):
     """A readable file of tensors that is not a sempairs checkpoint (no ``model``/``config`` entries)."""
-
-
-def build_method(cfg: RunConfig) -> Method:
-    """A freshly initialised method (backbone + heads) as the config describes."""
-    backbone, dim = build_backbone(cfg.backbone, cfg.data.size)
-    return METHODS[cfg.method.name](backbone, dim, cfg.method)
 
 
 def epoch_checkpoint(run_dir: Path, epoch: int) -> Path:
@@ -113,15 +104,6 @@ def checkpoint_file(path: str | Path) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist: give a .ckpt file or a run directory holding {LAST}")
     return path
-
-
-def load_method(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Method, RunConfig]:
-    """The trained method stored in a sempairs checkpoint (file or run directory), with the run's config."""
-    state = read_checkpoint(checkpoint_file(path), map_location, mmap=True)
-    cfg = RunConfig.model_validate(state["config"])
-    method = build_method(cfg)
-    method.load_state_dict(state["model"])
-    return method, cfg
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

@@ -6,7 +6,6 @@ import hashlib
 import json
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,9 +17,7 @@ from sempairs.data import cache
 from sempairs.data.store import ImageStore
 from sempairs.errors import SempairsWarning
 from sempairs.precision import inference_autocast, inference_uses_bf16
-
-if TYPE_CHECKING:  # backbones imports the training code, which imports this module
-    from sempairs.eval.backbones import LoadedBackbone
+from sempairs.trained.loading import LoadedBackbone
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""The backbone to evaluate: from a sempairs checkpoint, or from a plain torchvision/timm weights file.
+"""A trained method rebuilt from its checkpoint, and the backbone to evaluate or mine with: from a sempairs
+checkpoint, or from a plain torchvision/timm weights file.
 
 A sempairs checkpoint (a ``.ckpt`` file or a run directory holding ``last.ckpt``) brings its own
 architecture, image size and normalisation (``data.size``, ``augment.mean``/``augment.std``).
@@ -26,12 +27,28 @@ import torch
 import torch.nn as nn
 
 from sempairs.config import RunConfig
+from sempairs.methods import METHODS, Method
 from sempairs.models import BackboneConfig, build_backbone
-from sempairs.train.checkpoint import CheckpointError, NotACheckpoint, checkpoint_file, load_method
+from sempairs.trained.checkpoint import CheckpointError, NotACheckpoint, checkpoint_file, read_checkpoint
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TORCHVISION_ARCHS = ("resnet18", "resnet50")
+
+
+def build_method(cfg: RunConfig) -> Method:
+    """A freshly initialised method (backbone + heads) as the config describes."""
+    backbone, dim = build_backbone(cfg.backbone, cfg.data.size)
+    return METHODS[cfg.method.name](backbone, dim, cfg.method)
+
+
+def load_method(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[Method, RunConfig]:
+    """The trained method stored in a sempairs checkpoint (file or run directory), with the run's config."""
+    state = read_checkpoint(checkpoint_file(path), map_location, mmap=True)
+    cfg = RunConfig.model_validate(state["config"])
+    method = build_method(cfg)
+    method.load_state_dict(state["model"])
+    return method, cfg
 
 
 @dataclass
