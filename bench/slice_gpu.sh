@@ -6,14 +6,14 @@
 #
 #   On a GPU machine, from the repository root, with CIFAR-10 in $SEMPAIRS_DATA:
 #     bash bench/slice_gpu.sh [OUT_DIR]
-#   Results: OUT_DIR/{ap,sp}/knn.yaml and history.csv (images_per_s per epoch).
+#   Results: OUT_DIR/{ap,sp}/eval/knn.json and history.csv (images_per_s per epoch).
 set -euo pipefail
 out=${1:-runs/slice}
 run() { python3 -m sempairs.cli train configs/simclr_cifar10.yaml out_dir="$out" "$@" --resume; }
 run name=ap pairs.source=augmented
 run name=sp pairs.source=labels
 for arm in ap sp; do
-  echo "== $arm"; cat "$out/$arm/knn.yaml"
+  echo "== $arm"; cat "$out/$arm/eval/knn.json"
   python3 - "$out/$arm/history.csv" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))

@@ -1,12 +1,17 @@
-"""The command line as a user runs it: pairs, check, stats, train with overrides, eval knn."""
+"""The command line as a user runs it: pairs, check, stats, train with overrides, eval knn, the options of the
+eval commands, which errors are one line."""
 
 from __future__ import annotations
 
+import errno
 import json
+import time
 
+import pytest
 from typer.testing import CliRunner
 
 from sempairs.cli import app
+from sempairs.errors import InputError
 
 runner = CliRunner()
 
@@ -46,10 +51,14 @@ def test_train_then_eval_knn(tiny_cifar_zip, tmp_path):
                        "train.epochs=1", "train.batch_size=50", "backbone.small_stem=false", "knn.k=5")
     assert code == 0, out
     assert "kNN top-1" in out
+    started = time.perf_counter()
     code, out = invoke("eval", "knn", tmp_path / "cli", "--k", 5)
+    elapsed = time.perf_counter() - started
     assert code == 0, out
-    result = json.loads((tmp_path / "cli" / "knn.json").read_text())
-    assert result["knn_k"] == 5 and result["test_images"] == 100
+    result = json.loads((tmp_path / "cli" / "eval" / "knn.json").read_text())  # the file training wrote, replaced
+    assert result["protocol"] == "knn" and result["knn_k"] == 5 and result["test_images"] == 100
+    assert 0 <= result["wall_seconds"] <= elapsed + 0.01  # timed by the command itself
+    assert not (tmp_path / "cli" / "knn.json").exists()  # one kNN result file
 
 
 def test_train_config_error_names_the_key(tmp_path):
@@ -66,3 +75,62 @@ def test_datasets_lists_local_copies(tiny_cifar_zip, tmp_path, monkeypatch):
     row = next(line for line in out.splitlines() if "cifar10 " in line)
     assert "cifar10-jpeg.zip" in row
     assert "not found" in next(line for line in out.splitlines() if "stl10" in line)
+
+
+CHECKPOINT_HELP = "A .ckpt file, a run directory, or a plain weights file (with --arch)."
+SHARED_HELP = {"--data": "Labelled dataset (default: the run's).",
+               "--arch": "Architecture of a plain weights file: resnet18 | resnet50 | a timm model name.",
+               "--root": "Folder holding (or to receive) the dataset.",
+               "--download": "Download torchvision datasets if not found locally.",
+               "--device": "cpu | cuda | auto",
+               "--out": "JSON file for the results (default: <run_dir>/eval/<protocol>.json)."}
+OWN_HELP = {"knn": ("--temperature", "Vote temperature."), "linear": ("--augmented", "SGD on flip+crop views"),
+            "fewshot": ("--per-class", "Labelled images per class"), "transfer": ("--data", "Datasets (repeatable)"),
+            "detect": ("--norm", "frozen | batch: BatchNorm frozen"), "invariance": ("--probe", "Probes (repeatable"),
+            "shift": ("--severity", "Severities 1..5")}
+NOT_TAKEN = {"transfer": {"--data"}, "detect": {"--data", "--root", "--download"}}  # transfer's --data is its own
+
+
+@pytest.mark.parametrize("command", list(OWN_HELP))
+def test_eval_command_help_lists_the_shared_and_its_own_options(command, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    code, out = invoke("eval", command, "--help")
+    assert code == 0 and CHECKPOINT_HELP in out, out
+    lines = out.splitlines()
+    own, own_help = OWN_HELP[command]
+    assert any(f"{own} " in line and own_help in line for line in lines), out
+    for option, text in SHARED_HELP.items():
+        shown = any(f"{option} " in line and text in line for line in lines)
+        assert shown == (option not in NOT_TAKEN.get(command, set())), (option, out)
+
+
+def test_detect_checks_norm_before_loading_the_checkpoint(tmp_path):
+    code, out = invoke("eval", "detect", tmp_path / "missing.ckpt", "--voc", tmp_path, "--norm", "sync")
+    assert code == 2 and "--norm must be frozen or batch, got 'sync'" in out, out
+
+
+def test_shift_compare_names_a_file_that_is_not_shift_results(tmp_path):
+    for name, data in (("binary.json", b"\x81\x8d{"), ("text.json", b"not json")):
+        (tmp_path / name).write_bytes(data)
+        code, out = invoke("eval", "shift-compare", tmp_path / name, "--out", tmp_path / "cmp")
+        assert code == 2 and f"{tmp_path / name} is not a JSON file of shift results" in out, out
+
+
+@pytest.mark.parametrize("exc, user_error", [
+    (InputError("bad value. Fix: another"), True),
+    (PermissionError(errno.EACCES, "Permission denied", "/no/access"), True),
+    (FileNotFoundError(errno.ENOENT, "No such file", "/no/file"), True),
+    (ValueError("a bug"), False),
+    (UnicodeDecodeError("utf-8", b"\x81", 0, 1, "invalid start byte"), False),
+    (KeyError("a bug"), False),
+])
+def test_only_user_errors_become_one_line(exc, user_error, monkeypatch):
+    def list_datasets():
+        raise exc
+
+    monkeypatch.setattr("sempairs.data.registry.list_datasets", list_datasets)
+    result = runner.invoke(app, ["datasets"])
+    if user_error:
+        assert result.exit_code == 2 and result.output.startswith("error:") and len(result.output.splitlines()) == 1
+    else:  # a bug: the exception rises with its traceback
+        assert result.exit_code == 1 and result.exception is exc and "error:" not in result.output

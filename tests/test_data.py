@@ -1,4 +1,5 @@
-"""sempairs.data: image folders, zips, npz, torchvision layouts, resizing, selection, cache, discovery, errors."""
+"""sempairs.data: image folders, zips, npz, torchvision layouts, resizing, selection, cache, discovery, named
+datasets, errors."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from sempairs.data import cache, sources
+from sempairs.data.datasets import DATASETS, NamedDataset
 from sempairs.data.registry import find_dataset, list_datasets, load_dataset
 from sempairs.data.sources import DataError, read_image_folder, read_image_zip, read_npz
 from sempairs.data.store import ImageStore
@@ -406,6 +408,33 @@ def test_missing_dataset_says_where_it_looked_and_what_to_do(tmp_path, monkeypat
         assert needle in message
     with pytest.raises(FileNotFoundError, match="neither an existing file or folder nor a dataset name"):
         load_dataset("imagenet-9000")
+
+
+def test_a_registered_dataset_is_found_listed_and_loaded_by_name(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    train, test = pixels(50, 4, 5), pixels(51, 2, 5)
+    np.savez(data / "toy_set.npz", x_train=train, y_train=np.array([1, 0, 1, 1]), x_test=test, y_test=np.array([0, 1]),
+             class_names=np.array(["no", "yes"]))
+    monkeypatch.setenv("SEMPAIRS_DATA", str(data))
+    with pytest.raises(FileNotFoundError, match="nor a dataset name"):
+        load_dataset("Toy-Set", "test")
+    DATASETS.register("toy_set", NamedDataset("toy_set", "Toy: 6 5x5 images in 2 classes", 2, ("train", "test")))
+    try:
+        store = load_dataset("Toy-Set", "test")  # spelt as CIFAR-10 is
+        np.testing.assert_array_equal(store.images, test)
+        assert store.labels.tolist() == [0, 1] and store.class_names == ["no", "yes"]
+        assert load_dataset("toy_set", "train").labels.tolist() == [1, 0, 1, 1]
+        rows = {row["name"]: row for row in list_datasets()}
+        assert rows["toy_set"] == {"name": "toy_set", "description": "Toy: 6 5x5 images in 2 classes", "num_classes": 2,
+                                   "splits": ["train", "test"], "found": str(data / "toy_set.npz")}
+        (data / "toy_set.npz").unlink()
+        with pytest.raises(FileNotFoundError, match=r"'toy_set' not found locally. Looked for toy_set-jpeg\.zip") as err:
+            load_dataset("toy_set", download=True)  # no torchvision source: nothing to download, nor to suggest it
+        assert "--download" not in str(err.value) and "SEMPAIRS_DATA" in str(err.value)
+    finally:
+        DATASETS.unregister("toy_set")
+    assert "toy_set" not in {row["name"] for row in list_datasets()}
 
 
 # --------------------------------------------------------------------------- errors in image folders

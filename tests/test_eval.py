@@ -327,7 +327,8 @@ def test_eval_commands_write_json_beside_the_checkpoint(run_dir, voc_root):
     code, out = invoke("eval", "knn", run_dir, "--k", 5)
     assert code == 0, out
     knn = json.loads((run_dir / "eval" / "knn.json").read_text())
-    assert knn["knn_k"] == 5 and knn["test_images"] == 100 and (run_dir / "knn.json").exists()
+    assert knn["protocol"] == "knn" and knn["knn_k"] == 5 and knn["test_images"] == 100
+    assert not (run_dir / "knn.json").exists()
 
     code, out = invoke("eval", "linear", run_dir, "--max-iter", 30)
     assert code == 0, out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import statistics
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from sempairs.cli import app
 from sempairs.config import ConfigError
 from sempairs.csvio import write_rows
 from sempairs.experiments import grid
+from sempairs.experiments.axes import AXES
+from sempairs.experiments.evaluations import EVALUATORS, Evaluator
 from sempairs.experiments.grid import ExperimentConfig, cell_dirname, cell_hash, expand, load_experiment, run_grid
 from sempairs.experiments.plots import balanced_subset, make_plots
 from sempairs.experiments.report import write_report
@@ -40,6 +43,16 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 class Interrupt(Exception):
     pass
+
+
+@contextmanager
+def registered(registry, name, entry):
+    """``entry`` registered under ``name`` for the block, unregistered afterwards."""
+    registry.register(name, entry)
+    try:
+        yield entry
+    finally:
+        registry.unregister(name)
 
 
 def test_grid_resumes_after_a_kill_and_writes_results_report_and_plots(tiny_cifar_zip, tmp_path, monkeypatch):
@@ -327,3 +340,44 @@ def test_a_section_axis_value_is_a_readable_tick_label():
     assert _tick(["backbone", "train.batch_size"], [value, "128"]) == \
         "backbone:\nname=resnet18\nsmall_stem=true\nwidth=0.25\nbatch_size=128"
     assert _tick(["pairs", "train.seed"], ["ap+sp", "1"]) == "pairs=ap+sp\nseed=1"
+
+
+def test_an_evaluation_registered_from_outside_fills_its_column_of_a_tiny_grid(tiny_cifar_zip, tmp_path):
+    seen = []
+
+    def epochs_times_ten(result, cfg):
+        seen.append(cfg.name)
+        return {"toy_score": 10.0 * len(result.history), "toy_setting": "tiny"}
+
+    toy = Evaluator({"toy_score": "toy score (epochs x 10)"}, epochs_times_ten)
+    with registered(EVALUATORS, "toy_eval", toy):
+        exp = ExperimentConfig(name="toy", out_dir=str(tmp_path), base=tiny_base(tiny_cifar_zip), axes={"train.seed": [0]},
+                               evaluations=["knn", "toy_eval"], embedding=[])
+        assert exp.metrics() == {"knn_top1": "kNN top-1 accuracy (%)", "knn_top5": "kNN top-5 accuracy (%)",
+                                 "toy_score": "toy score (epochs x 10)"}
+        [row] = run_grid(exp, progress=False, log=lambda line: None)
+        report = write_report(exp).read_text()
+    assert seen == [Path(row["run_dir"]).name]  # evaluated once, the cell it trained
+    assert (row["toy_score"], row["toy_setting"]) == ("20.0", "tiny") and row["knn_top1"] != ""
+    assert read_csv(exp.results_path)[0]["toy_score"] == "20.0"
+    assert "## toy score (epochs x 10)" in report and "20.00" in report
+    with pytest.raises(ValueError, match="unknown evaluation"):  # gone once unregistered
+        ExperimentConfig(name="toy", axes={"train.seed": [0]}, evaluations=["toy_eval"])
+
+
+def test_a_named_axis_registered_from_outside_sets_the_cells_configs(tmp_path):
+    def lr_scale(value, run_dir):
+        return ({"optim.lr": 0.1 * float(value), "pairs.add_files": [str(run_dir / "toy.csv")]},
+                {"sp": run_dir / "toy.csv"})
+
+    with registered(AXES, "lr_scale", lr_scale):
+        exp = ExperimentConfig(name="toy", out_dir=str(tmp_path), axes={"lr_scale": [1, 5], "train.seed": [0]})
+        cells = expand(exp)
+        with pytest.raises(ConfigError, match="another axis sets too"):
+            expand(ExperimentConfig(name="x", out_dir=str(tmp_path), axes={"lr_scale": [1], "optim.lr": [0.2]}))
+    assert [c.id for c in cells] == ["lr_scale=1,train.seed=0", "lr_scale=5,train.seed=0"]
+    assert [c.config.optim.lr for c in cells] == [pytest.approx(0.1), pytest.approx(0.5)]
+    for cell in cells:
+        assert cell.config.pairs.add_files == [str(cell.run_dir / "toy.csv")] and cell.added_sp == cell.run_dir / "toy.csv"
+    with pytest.raises(ValueError, match="neither a dotted config key"):  # gone once unregistered
+        ExperimentConfig(name="toy", axes={"lr_scale": [1]})

@@ -18,7 +18,7 @@ from torch import nn
 
 from sempairs.augment import preset
 from sempairs.config import ConfigError, load_config
-from sempairs.losses import cosine_momentum
+from sempairs.losses.momentum import cosine_momentum
 from sempairs.methods import METHODS
 from sempairs.methods.base import enqueue
 from sempairs.models import BackboneConfig, build_backbone
@@ -110,7 +110,7 @@ def test_two_steps_finite_and_every_trainable_param_gets_a_gradient(name):
         v1, v2 = views(seed=step)
         out = method(v1, v2)
         assert out.loss.dim() == 0 and torch.isfinite(out.loss)
-        assert out.embedding.shape[0] == BATCH and not out.embedding.requires_grad
+        assert out.features.shape == (BATCH, FEAT) and not out.features.requires_grad  # backbone features, every method
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         # DDP without find_unused_parameters needs a gradient for every trainable parameter.
@@ -439,3 +439,15 @@ def test_vit_takes_local_views_of_another_size():
     method = METHODS["dino"](net, dim, METHODS["dino"].config_class(**SMALL["dino"])).train()
     out = method(*views(), *local_views(2, size=8))
     assert torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize("name, weights", [
+    ("vicreg", lambda c: {"invariance": c.sim_weight, "variance": c.var_weight, "covariance": c.cov_weight}),
+    ("barlow_twins", lambda c: {"on_diagonal": c.scale_loss, "off_diagonal": c.scale_loss * c.lambda_offdiag}),
+])
+def test_logged_loss_terms_recombine_to_the_loss(name, weights):
+    method = make(name)
+    out = method(*views())
+    assert set(out.logs) == set(weights(method.cfg)) and not any(t.requires_grad for t in out.logs.values())
+    total = sum(w * out.logs[term] for term, w in weights(method.cfg).items())
+    assert total.item() == pytest.approx(out.loss.item(), rel=1e-6)

@@ -13,7 +13,8 @@ import torch.nn as nn
 import yaml
 
 from sempairs.config import OptimConfig, RunConfig, load_config
-from sempairs.losses import nnclr_loss, nt_xent
+from sempairs.losses.nnclr import nnclr_loss
+from sempairs.losses.nt_xent import nt_xent
 from sempairs.methods import METHODS
 from sempairs.train.optim import Schedule, build_optimizer, clip_gradients, param_groups
 

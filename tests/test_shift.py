@@ -29,7 +29,7 @@ from sempairs.eval.corruptions import (
     plasma_fractal,
 )
 from sempairs.eval.shift import shift_evaluate
-from sempairs.experiments import evaluators, grid
+from sempairs.experiments import evaluations, grid
 from sempairs.experiments.grid import ExperimentConfig, expand, run_grid
 
 
@@ -214,8 +214,8 @@ def evaluated_grid(tiny_cifar_zip, tmp_path_factory):
 
 def test_grid_cells_are_evaluated_by_every_registered_evaluator(evaluated_grid):
     exp, row = evaluated_grid
-    assert grid.EVALUATORS is evaluators.EVALUATORS
-    assert set(evaluators.EVALUATORS) >= {"knn", "random_init", "linear", "transfer", "invariance", "shift"}
+    assert grid.EVALUATORS is evaluations.EVALUATORS
+    assert set(evaluations.EVALUATORS) >= {"knn", "random_init", "linear", "transfer", "invariance", "shift"}
     assert row["error"] == "" and list(exp.metrics()) == [c for c in row if c in exp.metrics()]
     for column in exp.metrics():
         assert row[column] != "", column

@@ -3,8 +3,10 @@
 Errors: a command lets the project's own errors (:class:`sempairs.errors.SempairsError`) and the
 OS errors users meet (permission denied, disk full, a folder or a missing file where a file is
 needed) rise; :class:`ErrorReportingGroup` prints each as one line naming the file and the fix
-and exits with status 2. Any other exception is a bug and keeps its traceback. Messages are never
-hard-wrapped (``soft_wrap``), so they read and grep the same at any terminal width.
+and exits with status 2. Any other exception is a bug and keeps its traceback (a ValueError, and a
+UnicodeDecodeError too: code that reads a user's text file turns a bad one into its own error,
+naming the file). Messages are never hard-wrapped (``soft_wrap``), so they read and grep the same
+at any terminal width.
 """
 
 from __future__ import annotations
@@ -49,8 +51,6 @@ def user_message(exc: BaseException) -> str | None:
         return f"{name}: a part of this path is a file, where a folder is needed. Fix: correct the path"
     if isinstance(exc, FileNotFoundError):
         return str(exc) if name is None else f"{name} does not exist. Fix: correct the path"
-    if isinstance(exc, UnicodeDecodeError):
-        return f"a file is not UTF-8 text ({exc}). Fix: save it as UTF-8"
     return None
 
 

@@ -2,15 +2,23 @@
 
 Every command writes its results as JSON to ``<run_dir>/eval/<protocol>.json`` (for a checkpoint
 other than ``last.ckpt``: ``<run_dir>/eval/<checkpoint stem>-<protocol>.json``; ``--out``
-overrides) and prints a table. ``knn`` also keeps writing ``knn.json`` beside the checkpoint;
-``shift`` also writes a heat-map (PNG, with the CSV of its numbers) beside its JSON, and
-``shift-compare`` plots several ``shift`` results side by side.
-Features are cached in ``features/`` beside the checkpoint.
+overrides; see :func:`sempairs.eval.results.result_path`) and prints a table. ``knn`` writes the
+file the training loop's final kNN writes, ``eval/knn.json``; ``shift`` also writes a heat-map
+(PNG, with the CSV of its numbers) beside its JSON, and ``shift-compare`` plots several ``shift``
+results side by side. Features are cached in ``features/`` beside the checkpoint.
+
+A command that evaluates a checkpoint is a function ``f(run: Evaluation, <its own options>)``
+registered with :func:`evaluation_command`, which gives the command the checkpoint argument and
+the options such commands share (``--data``, ``--arch``, ``--root``, ``--download``, ``--device``,
+``--out``), loads the backbone and hands ``f`` the :class:`Evaluation`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import functools
+import inspect
 import json
 import time
 from pathlib import Path
@@ -19,10 +27,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from sempairs.atomic import write_text
 from sempairs.cli.common import DownloadOpt, RootOpt, check_output, console, fail, load
+from sempairs.errors import InputError
 
-_clock = {"start": time.perf_counter()}
 app = typer.Typer(help="Evaluate a pretrained checkpoint.", no_args_is_help=True)
 
 CheckpointArg = typer.Argument(..., help="A .ckpt file, a run directory, or a plain weights file (with --arch).")
@@ -42,47 +49,108 @@ def _device(name: str):
     return torch.device(name)
 
 
-def _backbone(checkpoint: Path, arch: Optional[str], device: str):
-    """The backbone on ``device``; the clock of the results' ``wall_seconds`` starts here."""
-    from sempairs.trained.loading import load_backbone
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """One evaluation command on a checkpoint: the backbone (a :class:`sempairs.trained.loading.LoadedBackbone`, on
+    its device), the dataset options, where the results go, and when the command started (``perf_counter``)."""
 
-    _clock["start"] = time.perf_counter()
-    loaded = load_backbone(checkpoint, arch)
-    loaded.module.to(_device(device))
-    return loaded
+    loaded: LoadedBackbone  # noqa: F821 (sempairs.trained.loading: imported where a command runs, not at CLI start)
+    started: float
+    out: Optional[Path] = None
+    data: Optional[str] = None
+    root: Optional[str] = None
+    download: bool = False
+
+    @classmethod
+    def start(cls, checkpoint: Path, arch: Optional[str] = None, device: str = "auto", **options) -> Evaluation:
+        """Start the clock, then load the backbone in ``checkpoint`` onto ``device``; ``options`` are the other fields
+        (the command's ``--out``, ``--data``, ``--root``, ``--download``)."""
+        from sempairs.trained.loading import load_backbone
+
+        started = time.perf_counter()
+        loaded = load_backbone(checkpoint, arch)
+        loaded.module.to(_device(device))
+        return cls(loaded, started, **options)
+
+    @property
+    def device(self):
+        """The device the backbone is on."""
+        return next(self.loaded.module.parameters()).device
+
+    @property
+    def dataset(self) -> str:
+        """The labelled dataset: ``--data``, else the run's (a plain weights file needs ``--data``)."""
+        if self.data is not None:
+            return self.data
+        if self.loaded.config is None:
+            fail(f"{self.loaded.path} is a plain weights file: give the dataset to evaluate on with --data")
+        return self.loaded.config.data.dataset
+
+    @property
+    def dataset_root(self) -> Optional[str]:
+        """The folder of :attr:`dataset`: ``--root``, else the run's."""
+        return self.root if self.root is not None or self.loaded.config is None else self.loaded.config.data.root
+
+    def load(self, split: str):
+        """A split of :attr:`dataset` at the backbone's resolution."""
+        return load(self.dataset, split, self.dataset_root, self.download, self.loaded.size)
+
+    def features(self, train_split: str, test_split: str):
+        """``(features, labels, class names, source)`` of the two splits of :attr:`dataset` (cached)."""
+        from sempairs.eval.transfer import labelled_features
+
+        return [labelled_features(self.loaded, self.dataset, split, self.dataset_root, self.download)
+                for split in (train_split, test_split)]
+
+    def write(self, protocol: str, result: dict) -> Path:
+        """Write ``result`` with the checkpoint, protocol and timing to ``--out`` (default: the protocol's result
+        file), print the time taken since :meth:`start`, and return the path."""
+        import torch
+
+        from sempairs.eval.results import result_path, write_result
+
+        out = self.out or result_path(self.loaded.path, protocol)
+        check_output(out, self.loaded.path)
+        device = self.device
+        timing = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                  "wall_seconds": round(time.perf_counter() - self.started, 2), "date": datetime.date.today().isoformat()}
+        write_result(out, {"checkpoint": str(self.loaded.path), "protocol": protocol, **result, **timing})
+        console.print(f"{protocol}: {timing['wall_seconds']:.1f} s on {timing['device']} (loading, features, fitting)")
+        return out
 
 
-def _dataset(loaded, data: Optional[str]) -> str:
-    if data is not None:
-        return data
-    if loaded.config is None:
-        fail(f"{loaded.path} is a plain weights file: give the dataset to evaluate on with --data")
-    return loaded.config.data.dataset
+def _parameter(name: str, annotation, default) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
-def _root(loaded, root: Optional[str]) -> Optional[str]:
-    return root if root is not None or loaded.config is None else loaded.config.data.root
+CHECKPOINT = _parameter("checkpoint", Path, CheckpointArg)
+DATA = _parameter("data", Optional[str], DataOpt)
+ARCH = _parameter("arch", Optional[str], ArchOpt)
+DATASET_FOLDER = (_parameter("root", Optional[str], RootOpt), _parameter("download", bool, DownloadOpt))
+DEVICE_OUT = (_parameter("device", str, DeviceOpt), _parameter("out", Optional[Path], OutOpt))
 
 
-def _result_path(checkpoint: Path, protocol: str) -> Path:
-    """Where a protocol's results on the checkpoint file ``checkpoint`` go by default."""
-    name = protocol if checkpoint.name == "last.ckpt" else f"{checkpoint.stem}-{protocol}"
-    return checkpoint.parent / "eval" / f"{name}.json"
+def evaluation_command(name: str, data: bool = True, dataset_folder: bool = True):
+    """Register ``function(run: Evaluation, **own_options)`` as ``sempairs eval NAME``. Its options, in this order in
+    ``--help``: the checkpoint argument, ``--data`` (if ``data``), the function's own, ``--arch``, ``--root`` and
+    ``--download`` (if ``dataset_folder``), ``--device``, ``--out``. The command loads the backbone and calls it."""
 
+    def register(function):
+        own = [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+               for parameter in list(inspect.signature(function, eval_str=True).parameters.values())[1:]]
+        shared_before = [CHECKPOINT, *([DATA] if data else [])]
+        shared_after = [ARCH, *(DATASET_FOLDER if dataset_folder else ()), *DEVICE_OUT]
+        shared = {parameter.name for parameter in shared_before + shared_after}
 
-def _write(loaded, protocol: str, result: dict, out: Optional[Path]) -> Path:
-    if out is None:
-        out = _result_path(loaded.path, protocol)
-    check_output(out, loaded.path)
-    import torch
+        @functools.wraps(function)
+        def command(**options) -> None:
+            run = Evaluation.start(**{key: options.pop(key) for key in shared})
+            function(run, **options)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    device = next(loaded.module.parameters()).device
-    timing = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-              "wall_seconds": round(time.perf_counter() - _clock["start"], 2), "date": datetime.date.today().isoformat()}
-    write_text(out, json.dumps({"checkpoint": str(loaded.path), "protocol": protocol, **result, **timing}, indent=2))
-    console.print(f"{protocol}: {timing['wall_seconds']:.1f} s on {timing['device']} (loading, features, fitting)")
-    return out
+        command.__signature__ = inspect.Signature([*shared_before, *own, *shared_after])
+        return app.command(name)(command)
+
+    return register
 
 
 def _table(title: str, columns: list[str], rows: list[list], path: Optional[Path] = None) -> None:
@@ -95,47 +163,29 @@ def _table(title: str, columns: list[str], rows: list[list], path: Optional[Path
         console.print(f"results: {path}")
 
 
-def _splits(loaded, dataset: str, root: Optional[str], download: bool, train_split: str, test_split: str):
-    from sempairs.eval.transfer import labelled_features
-
-    return [labelled_features(loaded, dataset, split, root, download) for split in (train_split, test_split)]
-
-
-@app.command("knn")
+@evaluation_command("knn")
 def eval_knn(
-    checkpoint: Path = CheckpointArg,
-    data: Optional[str] = DataOpt,
+    run: Evaluation,
     k: int = typer.Option(200, help="Neighbours."),
     temperature: float = typer.Option(0.1, help="Vote temperature."),
     train_split: str = typer.Option("train", help="Memory split."),
     test_split: str = typer.Option("test", help="Query split."),
-    arch: Optional[str] = ArchOpt,
-    root: Optional[str] = RootOpt,
-    download: bool = DownloadOpt,
-    device: str = DeviceOpt,
-    out: Optional[Path] = OutOpt,
 ) -> None:
-    """Weighted kNN accuracy of the backbone; writes knn.json beside the checkpoint and eval/knn.json."""
+    """Weighted kNN accuracy of the backbone; writes eval/knn.json beside the checkpoint."""
     from sempairs.eval.knn import knn_accuracy
 
-    loaded = _backbone(checkpoint, arch, device)
-    dataset = _dataset(loaded, data)
-    (train_x, train_y, names, _), (test_x, test_y, _, _) = _splits(loaded, dataset, _root(loaded, root), download,
-                                                                   train_split, test_split)
+    (train_x, train_y, names, _), (test_x, test_y, _, _) = run.features(train_split, test_split)
     result = {**knn_accuracy(train_x, train_y, test_x, test_y, len(names), k, temperature), "knn_k": k,
               "knn_temperature": temperature, "train_images": len(train_y), "test_images": len(test_y),
-              "dataset": dataset}
-    legacy = loaded.path.parent / "knn.json"
-    write_text(legacy, json.dumps(result, indent=2))
-    path = _write(loaded, "knn", result, out)
-    console.print(f"kNN (k={k}, t={temperature}) on {dataset}: top-1 {result['knn_top1']:.2f}%  "
-                  f"top-5 {result['knn_top5']:.2f}%  -> {legacy}, {path}")
+              "dataset": run.dataset}
+    path = run.write("knn", result)
+    console.print(f"kNN (k={k}, t={temperature}) on {run.dataset}: top-1 {result['knn_top1']:.2f}%  "
+                  f"top-5 {result['knn_top5']:.2f}%  -> {path}")
 
 
-@app.command("linear")
+@evaluation_command("linear")
 def eval_linear(
-    checkpoint: Path = CheckpointArg,
-    data: Optional[str] = DataOpt,
+    run: Evaluation,
     l2: Optional[float] = L2Opt,
     val_fraction: float = typer.Option(0.2, help="Part of the train split held out to choose the L2 strength."),
     max_iter: int = typer.Option(300, help="L-BFGS iterations per fit."),
@@ -146,31 +196,25 @@ def eval_linear(
     seed: int = SeedOpt,
     train_split: str = typer.Option("train", help="Training split."),
     test_split: str = typer.Option("test", help="Test split (only for the final accuracy)."),
-    arch: Optional[str] = ArchOpt,
-    root: Optional[str] = RootOpt,
-    download: bool = DownloadOpt,
-    device: str = DeviceOpt,
-    out: Optional[Path] = OutOpt,
 ) -> None:
     """Linear probe: logistic regression on frozen features (or SGD on augmented views with --augmented)."""
-    loaded = _backbone(checkpoint, arch, device)
-    dataset, root = _dataset(loaded, data), _root(loaded, root)
+    loaded, dataset = run.loaded, run.dataset
     if augmented:
         from sempairs.eval.linear import linear_probe_augmented
 
-        train, test = (load(dataset, split, root, download, loaded.size) for split in (train_split, test_split))
-        result = linear_probe_augmented(loaded.module, train, test, loaded.size, loaded.mean, loaded.std,
-                                         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
-        path = _write(loaded, "linear_augmented", {**result, "dataset": dataset}, out)
+        result = linear_probe_augmented(loaded.module, run.load(train_split), run.load(test_split), loaded.size,
+                                         loaded.mean, loaded.std, epochs=epochs, batch_size=batch_size, lr=lr,
+                                         seed=seed)
+        path = run.write("linear_augmented", {**result, "dataset": dataset})
         _table(f"augmented linear probe on {dataset}", ["top-1 %", "top-5 %", "epochs"],
                [[result["linear_aug_top1"], result["linear_aug_top5"], epochs]], path)
         return
     from sempairs.eval.linear import linear_probe
 
-    (train_x, train_y, names, _), (test_x, test_y, _, _) = _splits(loaded, dataset, root, download, train_split, test_split)
+    (train_x, train_y, names, _), (test_x, test_y, _, _) = run.features(train_split, test_split)
     result = linear_probe(train_x, train_y, test_x, test_y, len(names), l2=l2, val_fraction=val_fraction,
                            seed=seed, max_iter=max_iter)
-    path = _write(loaded, "linear", {**result, "dataset": dataset}, out)
+    path = run.write("linear", {**result, "dataset": dataset})
     if result["linear_val_curve"]:
         _table("L2 selection (validation part of the train split)", ["L2", "val top-1 %"],
                [[f"{p['l2']:.1e}", p["val_top1"]] for p in result["linear_val_curve"]])
@@ -178,40 +222,31 @@ def eval_linear(
            [[result["linear_top1"], result["linear_top5"], f"{result['linear_l2']:.1e}"]], path)
 
 
-@app.command("fewshot")
+@evaluation_command("fewshot")
 def eval_fewshot(
-    checkpoint: Path = CheckpointArg,
-    data: Optional[str] = DataOpt,
+    run: Evaluation,
     fraction: Optional[list[float]] = typer.Option(None, help="Fraction of labels per class (repeatable; default 0.01 and 0.1)."),
     per_class: Optional[list[int]] = typer.Option(None, help="Labelled images per class (repeatable)."),
     seeds: int = typer.Option(3, help="Subsets drawn per setting (seeds 0..N-1)."),
     l2: Optional[float] = L2Opt,
     max_iter: int = typer.Option(300, help="L-BFGS iterations per fit."),
-    arch: Optional[str] = ArchOpt,
-    root: Optional[str] = RootOpt,
-    download: bool = DownloadOpt,
-    device: str = DeviceOpt,
-    out: Optional[Path] = OutOpt,
 ) -> None:
     """Linear probe on balanced few-label subsets of the train split: mean and std over seeds."""
     from sempairs.eval.fewshot import fewshot_probe
 
-    loaded = _backbone(checkpoint, arch, device)
-    dataset = _dataset(loaded, data)
-    (train_x, train_y, names, _), (test_x, test_y, _, _) = _splits(loaded, dataset, _root(loaded, root), download,
-                                                                   "train", "test")
+    (train_x, train_y, names, _), (test_x, test_y, _, _) = run.features("train", "test")
     fractions = fraction or ([] if per_class else [0.01, 0.1])
     result = fewshot_probe(train_x, train_y, test_x, test_y, len(names), fractions=fractions,
                             per_class=per_class or [], seeds=list(range(seeds)), l2=l2, max_iter=max_iter)
-    path = _write(loaded, "fewshot", {"dataset": dataset, "settings": result}, out)
-    _table(f"few-label linear probe on {dataset} ({seeds} seeds)", ["labels", "images", "top-1 %", "top-5 %"],
+    path = run.write("fewshot", {"dataset": run.dataset, "settings": result})
+    _table(f"few-label linear probe on {run.dataset} ({seeds} seeds)", ["labels", "images", "top-1 %", "top-5 %"],
            [[name, r["runs"][0]["labelled_images"], f"{r['top1_mean']:.2f} ± {r['top1_std']:.2f}",
              f"{r['top5_mean']:.2f} ± {r['top5_std']:.2f}"] for name, r in result.items()], path)
 
 
-@app.command("transfer")
+@evaluation_command("transfer", data=False)
 def eval_transfer(
-    checkpoint: Path = CheckpointArg,
+    run: Evaluation,
     data: Optional[list[str]] = typer.Option(None, help="Datasets (repeatable): cifar10 | cifar100 | stl10 | a path. "
                                                         "Default: the run's."),
     classes: Optional[str] = typer.Option(None, help="seen | unseen | comma-separated class names "
@@ -219,29 +254,29 @@ def eval_transfer(
     k: int = typer.Option(200, help="kNN neighbours."),
     linear: bool = typer.Option(True, "--linear/--no-linear", help="Also run the linear probe."),
     l2: Optional[float] = L2Opt,
-    arch: Optional[str] = ArchOpt,
-    root: Optional[str] = RootOpt,
-    download: bool = DownloadOpt,
-    device: str = DeviceOpt,
-    out: Optional[Path] = OutOpt,
 ) -> None:
     """kNN + linear probe on several datasets (at the pretraining resolution) and class subsets."""
     from sempairs.eval.transfer import transfer_evaluate
 
-    loaded = _backbone(checkpoint, arch, device)
-    datasets = data or [_dataset(loaded, None)]
     subset = classes if classes in (None, "seen", "unseen") else [c.strip() for c in classes.split(",") if c.strip()]
-    result = transfer_evaluate(loaded, datasets, subset, root=_root(loaded, root), download=download,
+    result = transfer_evaluate(run.loaded, data or [run.dataset], subset, root=run.dataset_root, download=run.download,
                                 knn_k=k, linear=linear, l2=l2)
-    path = _write(loaded, "transfer", {"datasets": result}, out)
+    path = run.write("transfer", {"datasets": result})
     rows = [[dataset, group, len(r["classes"]), r["knn_top1"], r.get("linear_top1", "-")]
             for dataset, groups in result.items() for group, r in groups.items()]
     _table("transfer", ["dataset", "classes", "n", "kNN top-1 %", "linear top-1 %"], rows, path)
 
 
-@app.command("detect")
+def _norm(value: str) -> str:
+    """``--norm``, checked before the backbone is loaded."""
+    if value not in ("frozen", "batch"):
+        fail(f"--norm must be frozen or batch, got {value!r}")
+    return value
+
+
+@evaluation_command("detect", data=False, dataset_folder=False)
 def eval_detect(
-    checkpoint: Path = CheckpointArg,
+    run: Evaluation,
     voc: list[Path] = typer.Option(..., help="VOC-format root for training (repeatable, e.g. VOC2007 and VOC2012)."),
     voc_test: Optional[list[Path]] = typer.Option(None, help="VOC-format root(s) for testing (default: the first --voc)."),
     train_set: str = typer.Option("trainval", help="ImageSets/Main list to train on."),
@@ -253,63 +288,50 @@ def eval_detect(
     max_size: int = typer.Option(1333, help="Longest image side after resizing."),
     proposals: Optional[int] = typer.Option(None, help="RPN proposals kept per image (default 2000 train / 1000 test)."),
     rois: int = typer.Option(512, help="Proposals sampled per image for the box-head loss."),
-    norm: str = typer.Option("frozen", help="frozen | batch: BatchNorm frozen to the pretrained statistics, or trained."),
+    norm: str = typer.Option("frozen", help="frozen | batch: BatchNorm frozen to the pretrained statistics, or trained.",
+                             callback=_norm),
     reinit_stem: bool = typer.Option(False, "--reinit-stem", help="Small-stem checkpoints: train a fresh 7x7 stem."),
     seed: int = SeedOpt,
-    arch: Optional[str] = ArchOpt,
-    device: str = DeviceOpt,
-    out: Optional[Path] = OutOpt,
 ) -> None:
     """Faster R-CNN (ResNet-FPN) from the backbone, fine-tuned on VOC-format data: box AP, AP50, AP75."""
     from rich.progress import Progress
 
     from sempairs.eval.detection import detection_evaluate
 
-    if norm not in ("frozen", "batch"):
-        fail(f"--norm must be frozen or batch, got {norm!r}")
-    loaded = _backbone(checkpoint, arch, device)
     options = {"box_batch_size_per_image": rois}
     if proposals is not None:
         options.update(rpn_post_nms_top_n_train=proposals, rpn_post_nms_top_n_test=proposals)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("fine-tuning", total=iterations)
-        result = detection_evaluate(loaded, voc, voc_test or voc[:1], train_set, test_set, iterations,
+        result = detection_evaluate(run.loaded, voc, voc_test or voc[:1], train_set, test_set, iterations,
                                      batch_size, lr, min_size, max_size, norm, "reinit" if reinit_stem else "refuse", seed,
-                                     _device(device), detector_options=options,
+                                     run.device, detector_options=options,
                                      on_step=lambda step, loss: bar.update(
                                          task, completed=step, description=f"fine-tuning (loss {loss:.3f})"))
-    path = _write(loaded, "detect", {"voc": [str(v) for v in voc], **result}, out)
+    path = run.write("detect", {"voc": [str(v) for v in voc], **result})
     _table(f"detection ({iterations} iterations)", ["AP", "AP50", "AP75"],
            [[result["AP"], result["AP50"], result["AP75"]]], path)
 
 
-@app.command("invariance")
+@evaluation_command("invariance")
 def eval_invariance(
-    checkpoint: Path = CheckpointArg,
-    data: Optional[str] = DataOpt,
+    run: Evaluation,
     split: str = typer.Option("test", help="Split whose images are perturbed."),
     limit: int = typer.Option(1000, help="Images used (the first N of the split)."),
     probe: Optional[list[str]] = typer.Option(None, help="Probes (repeatable; default all): occlusion | background | "
                                                         "background_noise | pattern | brightness | gamma."),
     strength: Optional[list[float]] = typer.Option(None, help="Strengths in [0, 1] (repeatable; default 0 .25 .5 .75)."),
     seed: int = SeedOpt,
-    arch: Optional[str] = ArchOpt,
-    root: Optional[str] = RootOpt,
-    download: bool = DownloadOpt,
-    device: str = DeviceOpt,
-    out: Optional[Path] = OutOpt,
 ) -> None:
     """Mean cosine similarity of embeddings of images and their perturbed versions, per probe and strength."""
     from sempairs.eval.invariance import PROBES, invariance
 
-    loaded = _backbone(checkpoint, arch, device)
-    dataset = _dataset(loaded, data)
-    store = load(dataset, split, _root(loaded, root), download, loaded.size)
+    loaded, store = run.loaded, run.load(split)
     images = store.subset(range(min(limit, len(store)))).tensor()
     strengths = strength or [0.0, 0.25, 0.5, 0.75]
     result = invariance(loaded.module, images, loaded.size, loaded.mean, loaded.std, probe or list(PROBES),
                          strengths, seed)
-    path = _write(loaded, "invariance", {"dataset": dataset, "split": split, "images": len(images), "probes": result}, out)
+    path = run.write("invariance", {"dataset": run.dataset, "split": split, "images": len(images), "probes": result})
     keys = list(next(iter(result.values())))
     _table(f"invariance (mean cosine similarity, {len(images)} images)", ["probe", *keys],
            [[name, *(f"{per[key]:.4f}" for key in keys)] for name, per in result.items()], path)
@@ -327,17 +349,9 @@ def _run_name(checkpoint: Path) -> str:
     return checkpoint.parent.name if checkpoint.name == "last.ckpt" else checkpoint.stem
 
 
-def _shift_json(path: Path) -> Path:
-    """The shift results of ``path``: a JSON file, a run directory (its last.ckpt) or a checkpoint file."""
-    if path.suffix == ".json":
-        return path
-    return _result_path(path / "last.ckpt" if path.is_dir() else path, "shift")
-
-
-@app.command("shift")
+@evaluation_command("shift")
 def eval_shift(
-    checkpoint: Path = CheckpointArg,
-    data: Optional[str] = DataOpt,
+    run: Evaluation,
     corruption: Optional[list[str]] = typer.Option(None, help="Corruptions (repeatable; default all 15 of CIFAR-10-C "
                                                               "and occlusion)."),
     severity: Optional[list[int]] = typer.Option(None, help="Severities 1..5 (repeatable; default all)."),
@@ -351,11 +365,6 @@ def eval_shift(
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Keep the corrupted test sets in the dataset cache."),
     train_split: str = typer.Option("train", help="Split of the kNN memory and the probe."),
     test_split: str = typer.Option("test", help="Split that is corrupted."),
-    arch: Optional[str] = ArchOpt,
-    root: Optional[str] = RootOpt,
-    download: bool = DownloadOpt,
-    device: str = DeviceOpt,
-    out: Optional[Path] = OutOpt,
 ) -> None:
     """Accuracy under corruption shift (CIFAR-10-C protocol + occlusion): per corruption x severity, mean, drop."""
     from rich.progress import Progress
@@ -364,17 +373,15 @@ def eval_shift(
     from sempairs.eval.shift import shift_evaluate
     from sempairs.eval.shift_plots import shift_heatmap
 
-    loaded = _backbone(checkpoint, arch, device)
-    dataset, root = _dataset(loaded, data), _root(loaded, root)
-    train, test = (load(dataset, split, root, download, loaded.size) for split in (train_split, test_split))
+    dataset, train, test = run.dataset, run.load(train_split), run.load(test_split)
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("corrupted test sets", total=None)
-        result = shift_evaluate(loaded, train, test, corruptions=corruption, severities=severity or SEVERITIES,
+        result = shift_evaluate(run.loaded, train, test, corruptions=corruption, severities=severity or SEVERITIES,
                                  limit=limit, seed=seed, knn_k=k, knn_temperature=temperature, linear=linear, l2=l2,
                                  use_cache=cache, on_set=lambda done, total, label: bar.update(
                                      task, completed=done, total=total, description=f"corrupted test sets ({label})"))
-    path = _write(loaded, "shift", {"dataset": dataset, "split": test_split, **result}, out)
-    png = shift_heatmap(result, path.parent, path.stem, f"Accuracy under corruption: {_run_name(loaded.path)} on "
+    path = run.write("shift", {"dataset": dataset, "split": test_split, **result})
+    png = shift_heatmap(result, path.parent, path.stem, f"Accuracy under corruption: {_run_name(run.loaded.path)} on "
                         f"{dataset} {test_split} ({result['test_images']} images, seed {seed})")
     metrics = [m for m in ("knn", "linear") if f"{m}_top1" in result["clean"]]
     severities = result["severities"]
@@ -390,6 +397,24 @@ def eval_shift(
            ["classifier", "clean %", "mean corrupted %", "drop", "occlusion %"],
            [[m, *(_or_dash(summary[f"{m}_{key}"]) for key in SHIFT_SUMMARY)] for m in metrics], path)
     console.print(f"heat-map: {png} (numbers: {png.with_suffix('.csv')})")
+
+
+def _shift_json(path: Path) -> Path:
+    """The shift results of ``path``: a JSON file, a run directory (its last.ckpt) or a checkpoint file."""
+    from sempairs.eval.results import result_path
+
+    if path.suffix == ".json":
+        return path
+    return result_path(path / "last.ckpt" if path.is_dir() else path, "shift")
+
+
+def _read_shift(path: Path) -> dict:
+    """The ``eval shift`` results in the JSON file ``path`` (InputError if it is not one)."""
+    try:
+        return json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path} is not a JSON file of shift results ({exc}). "
+                         "Fix: give the eval/shift.json that sempairs eval shift wrote") from None
 
 
 @app.command("shift-compare")
@@ -408,7 +433,7 @@ def eval_shift_compare(
         fail(f"no shift results at {', '.join(missing)}. Fix: run sempairs eval shift on those checkpoints first")
     if label and len(label) != len(files):
         fail(f"give one --label per result ({len(files)}), got {len(label)}")
-    loaded = [json.loads(f.read_text()) for f in files]
+    loaded = [_read_shift(f) for f in files]
     names = label or [_run_name(Path(r["checkpoint"])) if "checkpoint" in r else f.stem for r, f in zip(loaded, files)]
     if len(set(names)) < len(names):
         names = [str(f) for f in files]

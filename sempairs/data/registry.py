@@ -1,9 +1,10 @@
 """Datasets by name or by path: finding local copies, downloading, and loading through the cache.
 
 A path (image folder, ``.zip`` of one, ``.npz``, or a torchvision folder such as
-``cifar-10-batches-py``) is read by its format. A name (``cifar10``, ``cifar100``, ``stl10``) is
-looked up in ``root``, then each folder of ``$SEMPAIRS_DATA`` (separated by ``os.pathsep``), then
-the cache root (``$SEMPAIRS_CACHE`` or ``~/.cache/sempairs``).
+``cifar-10-batches-py``) is read by its format. A name (``cifar10``, ``cifar100``, ``stl10``: any
+entry of :data:`sempairs.data.datasets.DATASETS`) is looked up in ``root``, then each folder of
+``$SEMPAIRS_DATA`` (separated by ``os.pathsep``), then the cache root (``$SEMPAIRS_CACHE`` or
+``~/.cache/sempairs``).
 """
 
 from __future__ import annotations
@@ -14,40 +15,36 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sempairs.data import cache, sources
-from sempairs.data.sources import TORCHVISION, DataError
+from sempairs.data.datasets import DATASETS, NamedDataset
+from sempairs.data.sources import DataError
 from sempairs.data.store import ImageStore
 from sempairs.errors import SempairsWarning
 
-DATASETS: dict[str, dict] = {
-    "cifar10": {
-        "description": "CIFAR-10: 60,000 32x32 colour images in 10 classes (train 50,000, test 10,000)",
-        "num_classes": 10,
-        "splits": ["train", "test"],
-    },
-    "cifar100": {
-        "description": "CIFAR-100: 60,000 32x32 colour images in 100 classes (train 50,000, test 10,000)",
-        "num_classes": 100,
-        "splits": ["train", "test"],
-    },
-    "stl10": {
-        "description": "STL-10: 96x96 colour images in 10 classes (train 5,000, test 8,000, unlabeled 100,000)",
-        "num_classes": 10,
-        "splits": ["train", "test", "unlabeled"],
-    },
-}
+
+def _names() -> list[str]:
+    """The registered names, sorted (so that no listing depends on the order modules were imported in)."""
+    return sorted(DATASETS)
+
+
+def _spelling(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "")
 
 
 def _dataset_name(name: str) -> str | None:
     """The registered name ``name`` spells (``CIFAR-10`` -> ``cifar10``), or None."""
-    key = name.lower().replace("-", "").replace("_", "")
-    return key if key in DATASETS else None
+    return next((known for known in _names() if _spelling(known) == _spelling(name)), None)
 
 
-def _known_name(name: str) -> str:
+def _known(name: str) -> NamedDataset:
     key = _dataset_name(name)
     if key is None:
-        raise DataError(f"unknown dataset name {name!r}; the named datasets are: {', '.join(DATASETS)}")
-    return key
+        raise DataError(f"unknown dataset name {name!r}; the named datasets are: {', '.join(_names())}")
+    return DATASETS[key]
+
+
+def _torchvision_folders() -> dict[str, str]:
+    """Name -> folder torchvision keeps it in, for each named dataset that has a torchvision source."""
+    return {name: d.torchvision.folder for name, d in sorted(DATASETS.items()) if d.torchvision is not None}
 
 
 def search_dirs(root: str | Path | None = None) -> list[Path]:
@@ -57,17 +54,12 @@ def search_dirs(root: str | Path | None = None) -> list[Path]:
     return dirs + [cache.cache_root()]
 
 
-def _candidates(name: str) -> list[str]:
-    """File and folder names a local copy of ``name`` may have, best first."""
-    return [TORCHVISION[name][1], f"{name}-jpeg.zip", f"{name}.zip", f"{name}.npz", f"{name}-jpeg", name]
-
-
 def find_dataset(name: str, root: str | Path | None = None) -> Path | None:
     """The first local copy of the named dataset in :func:`search_dirs`, or None."""
-    name = _known_name(name)
-    tv_folder = TORCHVISION[name][1]
+    dataset = _known(name)
+    tv_folder = dataset.torchvision.folder if dataset.torchvision else None
     for folder in search_dirs(root):
-        for candidate in _candidates(name):
+        for candidate in dataset.local_names:
             path = folder / candidate
             if candidate == tv_folder:
                 if path.is_dir():
@@ -77,25 +69,26 @@ def find_dataset(name: str, root: str | Path | None = None) -> Path | None:
                     return path
             elif path.is_dir():
                 # a folder called "cifar10" may be a torchvision root rather than an image folder
-                return path / tv_folder if (path / tv_folder).is_dir() else path
+                return path / tv_folder if tv_folder and (path / tv_folder).is_dir() else path
     return None
 
 
 def list_datasets(root: str | Path | None = None) -> list[dict]:
     """The named datasets: name, description, num_classes, splits, and found (local path, or None)."""
     rows = []
-    for name, info in DATASETS.items():
-        found = find_dataset(name, root)
-        rows.append({"name": name, **info, "splits": list(info["splits"]), "found": str(found) if found else None})
+    for name in _names():
+        dataset, found = DATASETS[name], find_dataset(name, root)
+        rows.append({"name": name, "description": dataset.description, "num_classes": dataset.num_classes,
+                     "splits": list(dataset.splits), "found": str(found) if found else None})
     return rows
 
 
-def _not_found(name: str, root: str | Path | None) -> FileNotFoundError:
+def _not_found(dataset: NamedDataset, root: str | Path | None) -> FileNotFoundError:
     looked = "\n".join(f"  {d}" for d in search_dirs(root))
+    download = "pass --download (download=True) to fetch it with torchvision, or " if dataset.torchvision else ""
     return FileNotFoundError(
-        f"dataset {name!r} not found locally. Looked for {', '.join(_candidates(name))} in:\n{looked}\n"
-        f"Fix: pass --download (download=True) to fetch it with torchvision, or set SEMPAIRS_DATA to a folder "
-        f"holding one of those (e.g. export SEMPAIRS_DATA=/path/to/data)"
+        f"dataset {dataset.name!r} not found locally. Looked for {', '.join(dataset.local_names)} in:\n{looked}\n"
+        f"Fix: {download}set SEMPAIRS_DATA to a folder holding one of those (e.g. export SEMPAIRS_DATA=/path/to/data)"
     )
 
 
@@ -104,7 +97,7 @@ def _resolve(name_or_path: str, download: bool, root: str | Path | None) -> Path
     path = Path(name_or_path).expanduser()
     if path.is_dir() and _torchvision_name(path) is None:
         # a torchvision root (e.g. ./data holding cifar-10-batches-py) rather than an image folder
-        inner = [path / folder for _, folder, _ in TORCHVISION.values() if (path / folder).is_dir()]
+        inner = [path / folder for folder in _torchvision_folders().values() if (path / folder).is_dir()]
         if len(inner) > 1:
             raise DataError(f"{path} holds several datasets ({', '.join(p.name for p in inner)}). Fix: give one of them")
         if inner:
@@ -114,20 +107,20 @@ def _resolve(name_or_path: str, download: bool, root: str | Path | None) -> Path
     name = _dataset_name(name_or_path)
     if name is None:
         raise FileNotFoundError(
-            f"{name_or_path!r} is neither an existing file or folder nor a dataset name ({', '.join(DATASETS)}). "
+            f"{name_or_path!r} is neither an existing file or folder nor a dataset name ({', '.join(_names())}). "
             "Fix: give the path of an image folder, a .zip of one or a .npz, or one of those names"
         )
     found = find_dataset(name, root)
     if found is not None:
         return found
-    if not download:
-        raise _not_found(name, root)
+    if not download or DATASETS[name].torchvision is None:  # only a torchvision source can be downloaded
+        raise _not_found(DATASETS[name], root)
     return sources.download_torchvision(name, Path(root).expanduser() if root else cache.cache_root())
 
 
 def _torchvision_name(path: Path) -> str | None:
     """The dataset name when ``path`` is a torchvision folder (``cifar-10-batches-py``, ...), else None."""
-    return next((n for n, (_, folder, _) in TORCHVISION.items() if path.name == folder and path.is_dir()), None)
+    return next((n for n, folder in _torchvision_folders().items() if path.name == folder and path.is_dir()), None)
 
 
 def _decodes_images(path: Path) -> bool:

@@ -1,13 +1,15 @@
 """Readers that turn one split of a dataset on disk into an ImageStore.
 
 Formats: an image folder (``<root>/<split>/<class>/<file>``), a zip of one (read in place),
-an ``.npz`` of arrays, and the torchvision on-disk layouts of CIFAR-10, CIFAR-100 and STL-10.
+an ``.npz`` of arrays, and the torchvision on-disk layout of a named dataset that has one
+(see :mod:`sempairs.data.datasets`).
 Every reader resizes once, to ``size`` x ``size`` (PIL bicubic, which antialiases when it
 shrinks), or keeps the native size when ``size`` is None.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import multiprocessing
 import os
@@ -20,19 +22,12 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
+from sempairs.data.datasets import DATASETS, Torchvision
 from sempairs.data.store import ImageStore
 from sempairs.errors import SempairsError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
 SPLIT_NAMES = frozenset({"train", "test", "val", "valid", "validation", "unlabeled", "unlabelled"})
-
-# torchvision datasets: name -> (class in torchvision.datasets, folder it keeps under its root, splits)
-TORCHVISION = {
-    "cifar10": ("CIFAR10", "cifar-10-batches-py", ("train", "test")),
-    "cifar100": ("CIFAR100", "cifar-100-python", ("train", "test")),
-    "stl10": ("STL10", "stl10_binary", ("train", "test", "unlabeled")),
-}
-STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
 
 # Below this many images, decoding in the calling process beats starting workers.
 _PARALLEL_MIN_IMAGES = 2000
@@ -198,16 +193,14 @@ def _size_mismatch(where: str, first: str, first_shape, other: str, other_shape)
     )
 
 
-_worker_read: Callable[[str], bytes] | None = None
+@functools.lru_cache(maxsize=1)
+def _worker_reader(kind: str, path: str) -> Callable[[str], bytes]:
+    """The reader of a decoding worker process: opened by its first chunk, kept for the others."""
+    return _reader(kind, path)
 
 
-def _init_worker(kind: str, path: str) -> None:
-    global _worker_read
-    _worker_read = _reader(kind, path)
-
-
-def _worker_decode(members: Sequence[str], size: int | None, where: str) -> np.ndarray:
-    return _decode_chunk(_worker_read, members, size, where)
+def _worker_decode(kind: str, path: str, members: Sequence[str], size: int | None) -> np.ndarray:
+    return _decode_chunk(_worker_reader(kind, path), members, size, path)
 
 
 def _cpu_count() -> int:
@@ -238,9 +231,9 @@ def decode_all(
     chunks = [members[i : i + chunk] for i in starts]
     context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
     out: np.ndarray | None = None
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(kind, path))
+    pool = ProcessPoolExecutor(workers, mp_context=context)
     try:
-        for start, names, part in zip(starts, chunks, pool.map(_worker_decode, chunks, repeat(size), repeat(path))):
+        for start, names, part in zip(starts, chunks, pool.map(_worker_decode, repeat(kind), repeat(path), chunks, repeat(size))):
             if out is None:
                 out = np.empty((len(members),) + part.shape[1:], dtype=np.uint8)
             elif part.shape[1:] != out.shape[1:]:
@@ -454,54 +447,50 @@ def read_npz(path: str | Path, split: str = "train", size: int | None = None) ->
     return ImageStore(images=images, labels=labels, class_names=names, ids=ids, source=where, split=split)
 
 
+def _torchvision(name: str) -> Torchvision:
+    """How torchvision keeps the named dataset ``name``; a dataset without a torchvision source is an error."""
+    tv = DATASETS[name].torchvision
+    if tv is None:
+        raise DataError(f"dataset {name!r} has no torchvision source. Fix: copy it into a folder named in SEMPAIRS_DATA")
+    return tv
+
+
 def download_torchvision(name: str, root: str | Path) -> Path:
-    """Download ``name`` with torchvision into ``root`` (unless already there); returns its folder."""
+    """Download the named dataset ``name`` with torchvision into ``root`` (unless already there); returns its folder."""
     import torchvision.datasets as tvd
 
-    class_name, folder, _ = TORCHVISION[name]
+    tv = _torchvision(name)
     Path(root).mkdir(parents=True, exist_ok=True)
-    cls = getattr(tvd, class_name)
     try:
-        cls(str(root), split="test", download=True) if name == "stl10" else cls(str(root), train=False, download=True)
+        getattr(tvd, tv.class_name)(str(root), download=True, **tv.split_args("test"))
     except (OSError, RuntimeError) as exc:
         raise DataError(
             f"downloading {name} into {root} failed ({exc}). Fix: check the network, or copy the dataset "
             "into a folder named in SEMPAIRS_DATA"
         ) from None
-    return Path(root) / folder
+    return Path(root) / tv.folder
 
 
 def read_torchvision(name: str, root: str | Path, split: str = "train", size: int | None = None, download: bool = False) -> ImageStore:
-    """One split of ``cifar10``, ``cifar100`` or ``stl10`` kept by torchvision under ``root``.
+    """One split of the named dataset ``name`` (``cifar10``, ``stl10``, ...) kept by torchvision under ``root``.
 
     With ``download`` torchvision fetches it into ``root`` first. Ids are row numbers as strings;
-    STL-10's unlabelled split has labels None.
+    an unlabelled split (STL-10's) has labels None.
     """
     import torchvision.datasets as tvd
 
-    class_name, folder, splits = TORCHVISION[name]
-    where = str(Path(root) / folder)
+    tv, splits = _torchvision(name), DATASETS[name].splits
+    where = str(Path(root) / tv.folder)
     if split not in splits:
         raise DataError(f"{name} has no split {split!r}; its splits are: {', '.join(splits)}")
-    cls = getattr(tvd, class_name)
     try:
-        if name == "stl10":
-            ds = cls(str(root), split=split, download=download)
-        else:
-            ds = cls(str(root), train=split == "train", download=download)
+        ds = getattr(tvd, tv.class_name)(str(root), download=download, **tv.split_args(split))
     except RuntimeError as exc:
         raise DataError(
             f"{where}: torchvision cannot read {name} ({exc}). Fix: delete that folder and load again with "
             "download=True (--download), or copy a complete one there"
         ) from None
-    if name == "stl10":
-        images = np.ascontiguousarray(ds.data.transpose(0, 2, 3, 1))
-        labels = None if ds.labels is None or (ds.labels < 0).all() else ds.labels.astype(np.int64)
-        class_names = list(getattr(ds, "classes", STL10_CLASSES))
-    else:
-        images = np.ascontiguousarray(ds.data)
-        labels = np.asarray(ds.targets, dtype=np.int64)
-        class_names = list(ds.classes)
+    images, labels, class_names = tv.arrays(ds)
     images = resize_images(images, size)
     ids = [str(i) for i in range(len(images))]
     return ImageStore(images=images, labels=labels, class_names=class_names, ids=ids, source=where, split=split)

@@ -271,11 +271,12 @@ def detection_evaluate(init: LoadedBackbone | nn.Module | None, train_roots, tes
     """
     train = VOCDetection(train_roots, train_set)
     test = VOCDetection(test_roots, test_set, classes=train.classes)
-    torch.manual_seed(seed)  # the FPN and heads' random init, and the RPN/ROI sampling while training
-    model = build_detector(init, len(train.classes), min_size=min_size, max_size=max_size, norm=norm, stem=stem,
-                           **(detector_options or {}))
-    model.to(device)
-    losses = finetune_detector(model, train, iterations, batch_size, lr, seed=seed, on_step=on_step)
+    with torch.random.fork_rng():  # the seed drives the FPN and heads' init and the RPN/ROI sampling, not the caller's RNG
+        torch.manual_seed(seed)
+        model = build_detector(init, len(train.classes), min_size=min_size, max_size=max_size, norm=norm, stem=stem,
+                               **(detector_options or {}))
+        model.to(device)
+        losses = finetune_detector(model, train, iterations, batch_size, lr, seed=seed, on_step=on_step)
     return {**evaluate_detector(model, test), "classes": train.classes, "train_images": len(train),
             "test_images": len(test), "iterations": iterations, "batch_size": batch_size, "lr": lr,
             "min_size": min_size, "max_size": max_size, "norm": norm, "stem": stem,

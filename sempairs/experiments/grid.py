@@ -4,21 +4,9 @@ An experiment YAML names a ``base`` run config (a mapping, or a path to a run YA
 the experiment file) and ``axes``; the cartesian product of the axes' values gives the cells.
 An axis is a dotted config key (``method.name: [simclr, byol]``, ``train.seed: [0, 1, 2]``), a
 section whose values set several of its keys together (``backbone: [{width: 1}, {width: 0.25,
-small_stem: true}]``), or one of two named axes:
-
-``pairs``
-    ``ap`` (augmented pairs: the matched AP set when ``pairs.per_class`` is set), ``sp``
-    (semantic pairs from the labels), ``curated:<file>`` / ``mined:<file>`` / ``reviewed:<file>``
-    (a pair file; ``sempairs review export`` writes reviewed ones), or a
-    union of them joined by ``+`` whose first term is the main set: ``ap+sp``,
-    ``ap+mined:<file>`` (SePP-ID: mined pairs merged with the dataset), or ``ap+mined``: SePP-ID
-    within the grid, pairs mined with the checkpoint of the cell whose ``pairs`` value is ``ap``
-    and whose other values are the same (trained first; the ``mining`` section says how, and the
-    results row holds the mined pairs' precision; :mod:`sempairs.experiments.generated`). Paths
-    are relative to the working directory, as in run configs.
-``transforms``
-    an augmentation preset of :data:`sempairs.augment.pipeline.PRESETS` (``simclr``,
-    ``no_grayscale``, ``crop_only``, ...) applied over the base's ``augment`` section.
+small_stem: true}]``), or a named axis of :mod:`sempairs.experiments.axes` (one module each):
+``pairs`` (the pair set: ``ap``, ``sp``, ``ap+sp``, ``curated:<file>``, ``ap+mined``, ...; see
+:mod:`sempairs.experiments.axes.pairs`) and ``transforms`` (an augmentation preset).
 
 ``skip`` lists partial cells left out of the product: ``{transforms: crop_only, pairs: ap+sp}``
 drops every cell with those two values.
@@ -54,10 +42,11 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from pydantic import ValidationError, field_validator, model_validator
 
 from sempairs.atomic import write_text
-from sempairs.augment.pipeline import PRESETS
 from sempairs.config import ConfigError, RunConfig, _describe, load_config, plain_name, read_yaml_mapping
 from sempairs.csvio import write_rows
-from sempairs.experiments.evaluators import EVALUATORS
+from sempairs.experiments.axes import AXES
+from sempairs.experiments.axes.pairs import PAIRS_AXIS
+from sempairs.experiments.evaluations import EVALUATORS
 from sempairs.experiments.generated import ADDED_SP_FILE, MINED_FILE, MiningSettings, mined_columns, write_added_sp, write_mined
 from sempairs.train import TrainingStopped, train
 from sempairs.trained.checkpoint import LAST
@@ -65,10 +54,7 @@ from sempairs.train.loop import resolve_precision, uses_cuda
 from sempairs.train.rundir import ResumeRefused, RunExists, check_resume
 from sempairs.strict import Strict
 
-PAIRS_AXIS, TRANSFORMS_AXIS = "pairs", "transforms"
 SECTIONS = ("data", "backbone", "method", "augment", "optim", "train", "knn")  # axes whose values set several keys
-PAIR_TERMS = ("ap", "sp", "mined")
-PAIR_FILE_KINDS = ("curated", "mined", "reviewed")
 RESULTS = "results.csv"
 # Columns of every results row, in order: cell, the axes, RUN_COLUMNS, the metrics, COST_COLUMNS, other values.
 RUN_COLUMNS = ("epochs", "num_pairs")
@@ -109,9 +95,9 @@ class ExperimentConfig(Strict):
         if not axes:
             raise ValueError("give at least one axis, e.g. pairs: [ap, sp]")
         for name, values in axes.items():
-            if name not in (PAIRS_AXIS, TRANSFORMS_AXIS, *SECTIONS) and "." not in name:
+            if name not in AXES and name not in SECTIONS and "." not in name:
                 raise ValueError(f"axis {name!r} is neither a dotted config key (e.g. train.seed), a section "
-                                 f"({', '.join(SECTIONS)}) nor pairs / transforms")
+                                 f"({', '.join(SECTIONS)}) nor {' / '.join(sorted(AXES))}")
             if name in SECTIONS and not all(isinstance(v, dict) and v for v in values):
                 raise ValueError(f"axis {name!r}: each value is a mapping of {name} keys, e.g. {{width: 0.25}}")
             if name.split(".")[0] in ("name", "out_dir"):
@@ -205,50 +191,6 @@ class Cell:
         return self.config.run_dir
 
 
-def split_pair_terms(value: str) -> list[str]:
-    """The terms of a ``pairs`` axis value: ``ap+mined:a+b.csv`` -> ``["ap", "mined:a+b.csv"]``."""
-    return re.split(r"\+(?=(?:ap|sp|curated:|reviewed:|mined))", value)
-
-
-def pairs_settings(value: str, run_dir: Path) -> tuple[dict[str, Any], dict[str, Path]]:
-    """Pair settings of a ``pairs`` axis value (see the module doc), and the files to generate (``sp``, ``mined``)."""
-    terms = split_pair_terms(value)
-    settings: dict[str, Any] = {"pairs.file": None}
-    added: list[str] = []
-    generated: dict[str, Path] = {}
-    for i, term in enumerate(terms):
-        kind, _, file = term.partition(":")
-        if term not in PAIR_TERMS and not (kind in PAIR_FILE_KINDS and file):
-            raise ConfigError(f"pairs axis value {value!r}: unknown term {term!r}; use ap, sp, mined, curated:<file>, "
-                              "mined:<file>, reviewed:<file>, joined by +")
-        if terms.index(term) != i:
-            raise ConfigError(f"pairs axis value {value!r} repeats {term!r}")
-        if i == 0:
-            if term == "mined":
-                raise ConfigError(f"pairs axis value {value!r}: mined pairs are added to the augmented ones: ap+mined")
-            settings["pairs.source"] = {"ap": "augmented", "sp": "labels"}.get(term, "file")
-            if file:
-                settings["pairs.file"] = file
-        elif term == "ap":
-            raise ConfigError(f"pairs axis value {value!r}: put ap first (ap+...), the augmented set is the main set")
-        elif term in ("sp", "mined"):
-            generated[term] = run_dir / (ADDED_SP_FILE if term == "sp" else MINED_FILE)
-            added.append(str(generated[term]))
-        else:
-            added.append(file)
-    if "mined" in generated and terms[0] != "ap":
-        raise ConfigError(f"pairs axis value {value!r}: mined pairs come from the ap cell's checkpoint: use ap+mined")
-    settings["pairs.add_files"] = added
-    return settings, generated
-
-
-def transform_settings(value: str) -> dict[str, Any]:
-    """Augment settings of a ``transforms`` axis value: the preset's changes over the base."""
-    if value not in PRESETS:
-        raise ConfigError(f"transforms axis value {value!r}: unknown preset; valid: {', '.join(sorted(PRESETS))}")
-    return {f"augment.{key}": v for key, v in PRESETS[value].items()}
-
-
 def _override(key: str, value: Any) -> str:
     """A ``key=value`` override whose value YAML reads back exactly."""
     return f"{key}={yaml.safe_dump(value, default_flow_style=True, width=math.inf)}"
@@ -269,10 +211,9 @@ def expand(exp: ExperimentConfig) -> list[Cell]:
         settings: dict[str, Any] = {}
         generated: dict[str, Path] = {}
         for axis, raw in zip(exp.axes, combo):
-            if axis == PAIRS_AXIS:
-                these, generated = pairs_settings(values[axis], run_dir)
-            elif axis == TRANSFORMS_AXIS:
-                these = transform_settings(values[axis])
+            if axis in AXES:
+                these, files = AXES[axis](values[axis], run_dir)
+                generated.update(files)
             elif axis in SECTIONS:
                 these = {f"{axis}.{key}": v for key, v in raw.items()}
             else:

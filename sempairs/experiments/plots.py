@@ -29,19 +29,12 @@ from matplotlib.ticker import MaxNLocator
 
 from sempairs.plotting import save_plot
 from sempairs.trained.features import extract_features
-from sempairs.experiments.grid import (
-    PAIR_FILE_KINDS,
-    PAIRS_AXIS,
-    TRANSFORMS_AXIS,
-    Cell,
-    ExperimentConfig,
-    expand,
-    grid_rows,
-    split_pair_terms,
-)
+from sempairs.experiments.axes.pairs import PAIR_FILE_KINDS, PAIRS_AXIS, split_pair_terms
+from sempairs.experiments.axes.transforms import TRANSFORMS_AXIS
+from sempairs.experiments.grid import Cell, ExperimentConfig, expand, grid_rows
 from sempairs.experiments.tsne import tsne
 from sempairs.experiments.report import Stats, finished, seed_count, stats_of, summarise
-from sempairs.trained.loading import load_method
+from sempairs.trained.loading import load_backbone
 from sempairs.train.data import load_split
 from sempairs.train.loop import HISTORY
 
@@ -253,10 +246,11 @@ def embedding_map(exp: ExperimentConfig, cells: Sequence[Cell], rows, out_dir: P
     fig, axes = _figure(len(chosen), height=4.8)
     table = []
     for ax, cell in zip(axes, chosen):
-        method, cfg = load_method(cell.run_dir)
+        loaded = load_backbone(cell.run_dir)
+        cfg = loaded.config
         store = load_split(cfg.data, cfg.data.test_split, cfg.data.test_limit_per_class)
         store = store.subset(balanced_subset(store.labels, MAP_POINTS))
-        feats = extract_features(method.backbone.to(device), store.tensor(), cfg.data.size, cfg.augment.mean, cfg.augment.std,
+        feats = extract_features(loaded.module.to(device), store.tensor(), loaded.size, loaded.mean, loaded.std,
                                  batch_size=cfg.features.batch_size)
         xy = tsne(feats).cpu().numpy()
         n = len(store.class_names)

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from sempairs.atomic import write_text
-from sempairs.experiments.grid import PAIRS_AXIS, Cell, ExperimentConfig, expand, format_value, grid_rows, split_pair_terms
+from sempairs.experiments.axes.pairs import PAIRS_AXIS, split_pair_terms
+from sempairs.experiments.grid import Cell, ExperimentConfig, expand, format_value, grid_rows
 
 # Below these a grid is called smoke-scale in the report.
 REAL_SCALE_EPOCHS = 100

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from sempairs.losses import barlow_twins_loss
+from sempairs.losses.barlow_twins import barlow_twins_terms
 from sempairs.methods.base import Method, MethodConfig, StepOutput, gather, register
 from sempairs.models.heads import mlp
 
@@ -44,7 +44,9 @@ class BarlowTwins(Method):
         self.projector = mlp(feat_dim, cfg.proj_hidden_dim, cfg.proj_dim, layers=cfg.proj_layers)
 
     def step(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
-        z1 = self.projector(self.backbone(view1))
+        h1 = self.backbone(view1)
+        z1 = self.projector(h1)
         z2 = self.projector(self.backbone(view2))
-        loss = self.cfg.scale_loss * barlow_twins_loss(gather(z1), gather(z2), self.cfg.lambda_offdiag)
-        return StepOutput(loss, z1.detach())
+        terms = barlow_twins_terms(gather(z1), gather(z2))
+        loss = self.cfg.scale_loss * (terms["on_diagonal"] + self.cfg.lambda_offdiag * terms["off_diagonal"])
+        return StepOutput(loss, h1.detach(), {name: term.detach() for name, term in terms.items()})

@@ -23,10 +23,16 @@ class MethodConfig(Strict):
 
 @dataclass
 class StepOutput:
-    """A method's result on one batch: the loss to minimise, an embedding to watch for collapse, logs."""
+    """A method's result on one batch of pairs.
+
+    ``loss``: the scalar to minimise. ``features``: the backbone features of the first view, detached,
+    ``(n, feat_dim)``: for every method the representation evaluation uses (kNN, linear probe), which the
+    training loop watches for collapse. ``logs``: named detached scalars the loop logs with the loss (the
+    loss's terms, a positive-pair cosine), the same names at every step; they take no part in the loss.
+    """
 
     loss: torch.Tensor
-    embedding: torch.Tensor
+    features: torch.Tensor
     logs: dict[str, torch.Tensor] = field(default_factory=dict)
 
 

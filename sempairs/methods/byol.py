@@ -21,7 +21,8 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from sempairs.losses import byol_loss, cosine_momentum, ema_update
+from sempairs.losses.cosine import byol_loss
+from sempairs.losses.momentum import cosine_momentum, ema_update
 from sempairs.methods.base import Method, MethodConfig, StepOutput, frozen_copy, register
 from sempairs.models.heads import mlp
 
@@ -52,12 +53,13 @@ class BYOL(Method):
         return self.target_projector(self.target_backbone(x))
 
     def step(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
-        z1 = self.projector(self.backbone(view1))
+        h1 = self.backbone(view1)
+        z1 = self.projector(h1)
         z2 = self.projector(self.backbone(view2))
         p1, p2 = self.predictor(z1), self.predictor(z2)
         t1, t2 = self._target(view1), self._target(view2)
         loss = byol_loss(p1, t2) + byol_loss(p2, t1)
-        return StepOutput(loss, z1.detach())
+        return StepOutput(loss, h1.detach())
 
     def after_step(self, step: int, total_steps: int) -> None:
         m = cosine_momentum(step, total_steps, self.cfg.base_momentum, self.cfg.final_momentum)

@@ -46,7 +46,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from sempairs.losses import cosine_momentum, dino_center_update, dino_loss, ema_update
+from sempairs.losses.dino import dino_center_update, dino_loss
+from sempairs.losses.momentum import cosine_momentum, ema_update
 from sempairs.methods.base import Method, MethodConfig, StepOutput, frozen_copy, register
 
 
@@ -133,7 +134,8 @@ class DINO(Method):
         return self.teacher_head(self.teacher_backbone(x))
 
     def step(self, view1: torch.Tensor, view2: torch.Tensor, *local_views: torch.Tensor) -> StepOutput:
-        s1 = self.head(self.backbone(view1))
+        h1 = self.backbone(view1)
+        s1 = self.head(h1)
         s2 = self.head(self.backbone(view2))
         student = [s1, s2]
         if local_views:
@@ -142,7 +144,7 @@ class DINO(Method):
         loss = dino_loss(student, [t1, t2], self.center, self.cfg.student_temp, float(self.teacher_temp))
         if self.training:
             self._pending = [t1, t2]
-        return StepOutput(loss, s1.detach())
+        return StepOutput(loss, h1.detach())
 
     def before_update(self, epoch: int) -> None:
         """No update of the prototype layer during the first ``freeze_last_layer_epochs`` epochs."""

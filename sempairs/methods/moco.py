@@ -39,7 +39,8 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from sempairs.losses import cosine_momentum, ema_update, info_nce
+from sempairs.losses.info_nce import info_nce
+from sempairs.losses.momentum import cosine_momentum, ema_update
 from sempairs.methods.base import Method, MethodConfig, StepOutput, enqueue, frozen_copy, gather, register
 
 
@@ -79,7 +80,8 @@ class MoCo(Method):
 
     def step(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
         t = self.cfg.temperature
-        q1 = self._query(view1)
+        h1 = self.backbone(view1)
+        q1 = self.projector(h1)
         k2 = self._key(view2)
         if self.cfg.symmetric:
             q2 = self._query(view2)
@@ -92,7 +94,7 @@ class MoCo(Method):
         if self.training:
             with torch.no_grad():
                 self._pending = gather(keys)
-        return StepOutput(loss, q1.detach())
+        return StepOutput(loss, h1.detach())
 
     def after_step(self, step: int, total_steps: int) -> None:
         m = cosine_momentum(step, total_steps, self.cfg.base_momentum, self.cfg.final_momentum)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from sempairs.losses import nnclr_loss
+from sempairs.losses.nnclr import nnclr_loss
 from sempairs.methods.base import Method, MethodConfig, StepOutput, enqueue, first_row, gather, register
 from sempairs.models.heads import mlp
 
@@ -66,7 +66,8 @@ class NNCLR(Method):
         return self.queue[:filled] if filled else fallback.detach()
 
     def step(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
-        z1 = self.projector(self.backbone(view1))
+        h1 = self.backbone(view1)
+        z1 = self.projector(h1)
         z2 = self.projector(self.backbone(view2))
         with torch.no_grad():
             new = gather(F.normalize(z1.detach(), dim=1))
@@ -75,7 +76,7 @@ class NNCLR(Method):
         loss = nnclr_loss(z1, z2, support, self.cfg.temperature, p1=gather(p1), p2=gather(p2), offset=first_row(z1))
         if self.training:
             self._pending = new
-        return StepOutput(loss, z1.detach())
+        return StepOutput(loss, h1.detach())
 
     def after_step(self, step: int, total_steps: int) -> None:
         if self._pending is not None:

@@ -14,6 +14,10 @@ Variant ``mask_same_class`` (uses labels, so not self-supervised; report it unde
 the views of images of the anchor's class are removed from its negatives (``nt_xent(exclude=)``),
 the pair's partner stays its only positive. With few classes a batch holds many same-class
 images, which plain NT-Xent pushes away from the anchor while a semantic pair pulls them close.
+
+Variant ``supcon`` (uses labels too): every view of an image of the anchor's class is a positive
+(``nt_xent(positives=)``, the SupCon "L_out" form of Khosla et al., NeurIPS 2020), not only the
+pair's partner. The two variants exclude each other.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from pydantic import model_validator
 
-from sempairs.losses import nt_xent
+from sempairs.losses.nt_xent import nt_xent
 from sempairs.methods.base import Method, MethodConfig, StepOutput, first_row, gather, register
 from sempairs.models.heads import mlp
 
@@ -33,6 +38,13 @@ class SimCLRConfig(MethodConfig):
     proj_hidden_dim: int = 2048
     proj_dim: int = 256
     mask_same_class: bool = False
+    supcon: bool = False
+
+    @model_validator(mode="after")
+    def _one_variant(self):
+        if self.mask_same_class and self.supcon:
+            raise ValueError("mask_same_class and supcon are two variants: set at most one of them")
+        return self
 
 
 @register
@@ -46,14 +58,20 @@ class SimCLR(Method):
 
     @property
     def uses_labels(self) -> bool:
-        return self.cfg.mask_same_class
+        return self.cfg.mask_same_class or self.cfg.supcon
 
     def step(self, view1: torch.Tensor, view2: torch.Tensor, labels: torch.Tensor | None = None) -> StepOutput:
-        z = self.projector(self.backbone(torch.cat([view1, view2])))
+        h = self.backbone(torch.cat([view1, view2]))
+        z = self.projector(h)
         z1, z2 = z.chunk(2)
-        exclude = None
-        if labels is not None:  # the named variant: same-class views are no negatives
-            columns = torch.cat([gather(part) for part in labels.chunk(2)])
-            exclude = labels[:, None] == columns[None, :]
-        loss = nt_xent(z1, z2, self.cfg.temperature, columns=(gather(z1), gather(z2)), offset=first_row(z1), exclude=exclude)
-        return StepOutput(loss, z1.detach())
+        exclude = positives = None
+        if labels is not None:  # a named variant: same-class views are no negatives, or are positives
+            pair_labels = labels.chunk(2)[0]
+            if self.cfg.supcon:
+                positives = pair_labels[:, None] == gather(pair_labels)[None, :]
+            else:
+                columns = torch.cat([gather(part) for part in labels.chunk(2)])
+                exclude = labels[:, None] == columns[None, :]
+        loss = nt_xent(z1, z2, self.cfg.temperature, columns=(gather(z1), gather(z2)), offset=first_row(z1),
+                       exclude=exclude, positives=positives)
+        return StepOutput(loss, h.chunk(2)[0].detach())

@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from sempairs.losses import negative_cosine
+from sempairs.losses.cosine import negative_cosine
 from sempairs.methods.base import Method, MethodConfig, StepOutput, register
 from sempairs.models.heads import mlp
 
@@ -46,8 +46,9 @@ class SimSiam(Method):
         self.predictor = mlp(cfg.proj_dim, cfg.pred_hidden_dim, cfg.proj_dim)
 
     def step(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
-        z1 = self.projector(self.backbone(view1))
+        h1 = self.backbone(view1)
+        z1 = self.projector(h1)
         z2 = self.projector(self.backbone(view2))
         p1, p2 = self.predictor(z1), self.predictor(z2)
         loss = 0.5 * (negative_cosine(p1, z2) + negative_cosine(p2, z1))
-        return StepOutput(loss, z1.detach())
+        return StepOutput(loss, h1.detach())

@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from sempairs.losses import vicreg_loss
+from sempairs.losses.vicreg import vicreg_terms
 from sempairs.methods.base import Method, MethodConfig, StepOutput, gather, register
 from sempairs.models.heads import mlp
 
@@ -46,8 +46,10 @@ class VICReg(Method):
         self.projector = mlp(feat_dim, cfg.proj_hidden_dim, cfg.proj_dim, layers=cfg.proj_layers)
 
     def step(self, view1: torch.Tensor, view2: torch.Tensor) -> StepOutput:
-        z1 = self.projector(self.backbone(view1))
+        h1 = self.backbone(view1)
+        z1 = self.projector(h1)
         z2 = self.projector(self.backbone(view2))
         c = self.cfg
-        loss = vicreg_loss(gather(z1), gather(z2), c.sim_weight, c.var_weight, c.cov_weight, c.eps)
-        return StepOutput(loss, z1.detach())
+        terms = vicreg_terms(gather(z1), gather(z2), eps=c.eps)
+        loss = c.sim_weight * terms["invariance"] + c.var_weight * terms["variance"] + c.cov_weight * terms["covariance"]
+        return StepOutput(loss, h1.detach(), {name: term.detach() for name, term in terms.items()})

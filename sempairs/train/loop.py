@@ -285,6 +285,7 @@ def _train(fabric: Fabric, cfg: RunConfig, resume: bool, callbacks, progress: bo
             gen = torch.Generator(device=fabric.device).manual_seed(cfg.train.seed * 1_000_003 + epoch * 1009 + fabric.global_rank)
             model.train()
             loss_sum = torch.zeros((), device=fabric.device)
+            term_sums: dict[str, torch.Tensor] = {}
             spread, loss_now = float("nan"), float("nan")
             started = time.perf_counter()
             for i, views in enumerate(batches.epoch(order, gen)):
@@ -295,11 +296,15 @@ def _train(fabric: Fabric, cfg: RunConfig, resume: bool, callbacks, progress: bo
                                      labels=labels)
                 method.after_step(step, schedule.total)
                 loss_sum += out.loss.detach()
+                for name, term in out.logs.items():
+                    term_sums[name] = term_sums.get(name, 0.0) + term.detach().double()
                 if i % cfg.train.log_every == 0 or i == steps_per_epoch - 1:
-                    loss_now, spread = agree(fabric, out.loss.item(), embedding_spread(out.embedding))
+                    loss_now, spread, *terms = agree(fabric, out.loss.item(), embedding_spread(out.features),
+                                                     *(term.item() for term in out.logs.values()))
                     _stop_if_broken(loss_now, spread, epoch, cfg, run_dir, fabric.global_rank)
                     first_loss = loss_now if step == 0 else first_loss
-                    fabric.log_dict({"loss": loss_now, "lr": lr, "embedding_spread": spread}, step=step)
+                    fabric.log_dict({"loss": loss_now, "lr": lr, "embedding_spread": spread, **dict(zip(out.logs, terms))},
+                                    step=step)
                 bar.step(epoch, loss_now, lr)
             seconds = time.perf_counter() - started
             metrics = {
@@ -307,6 +312,7 @@ def _train(fabric: Fabric, cfg: RunConfig, resume: bool, callbacks, progress: bo
                 "loss": fabric.all_reduce(loss_sum, reduce_op="mean").item() / steps_per_epoch,
                 "lr": lr,
                 "embedding_spread": spread,
+                **{name: fabric.all_reduce(total, reduce_op="mean").item() / steps_per_epoch for name, total in term_sums.items()},
                 "images_per_s": steps_per_epoch * batch / seconds,
                 "seconds": seconds,
             }

@@ -1,0 +1,34 @@
+"""``random_init``: the same kNN protocol on the cell's backbone untrained (seeded like the run).
+
+The reference a short run must clearly beat (at 32 px an untrained ResNet scores far above
+chance); with ``data.classes`` also on the other classes, as ``transfer`` measures them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from sempairs.config import RunConfig
+from sempairs.experiments.evaluations.base import knn_on, needs_test_split, other_classes, register_evaluator
+from sempairs.train import TrainResult
+from sempairs.train.loop import uses_cuda
+from sempairs.trained.loading import build_method
+
+
+def untrained_backbone(cfg: RunConfig) -> torch.nn.Module:
+    """The run's backbone as initialised with its seed, before any training (the global RNG is left as it was)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.train.seed)
+        return build_method(cfg).backbone.to("cuda" if uses_cuda(cfg) else "cpu")
+
+
+@register_evaluator("random_init", {"random_init_knn_top1": "kNN top-1 of the untrained backbone (%)"}, needs_test_split)
+def knn_of_random_init(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
+    """kNN accuracy of the cell's architecture before training, with the run's seed, data and protocol."""
+    backbone = untrained_backbone(cfg)
+    row = {"random_init_knn_top1": knn_on(backbone, cfg)["knn_top1"]}
+    if cfg.data.classes is not None:
+        row["random_init_unseen_knn_top1"] = knn_on(backbone, cfg, other_classes(cfg))["knn_top1"]
+    return row
