@@ -155,99 +155,132 @@ def check_pairs(path: str | Path, store: ImageStore, default_source: str = "cura
     encoding spreadsheets save (see :func:`_decode`). Rows without a ``source`` column are ``default_source`` (a curated list is semantic).
     """
     path = Path(path)
-    if not path.exists():
-        return None, [PairProblem(0, f"{path} does not exist", "give the path of a pair CSV file")]
-    if path.is_dir():
-        return None, [PairProblem(0, f"{path} is a folder", "give the path of a pair CSV file")]
     try:
-        meta, header, rows = _read_rows(path)
+        meta, header, rows = _read_file(path, store)
     except PairFileError as exc:
         return None, exc.problems
+    problems: list[PairProblem] = []
+    parsed: list[_Row] = []
+    seen: dict[tuple, int] = {}
+    for lineno, cells in rows:
+        row, row_problems = _parse_row(lineno, header, cells, store, default_source)
+        problems += row_problems
+        if row is not None:
+            pair_problem = _pair_problem(row, seen, store)
+            if pair_problem is None:
+                parsed.append(row)
+                problems += _class_problems(lineno, row.anchor, row.positive, row.label, row.source, store) if store.labels is not None else []
+            else:
+                problems.append(pair_problem)
+    if not rows:
+        problems.append(PairProblem(0, "the file has a header but no pairs", "add at least one pair row"))
+    return _pair_set(parsed, {**meta, "file": str(path)}), problems
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One parsed row of a pair file: image indices, label (-1: none), score (NaN: none), source, its line."""
+
+    line: int
+    anchor: int
+    positive: int
+    label: int
+    score: float
+    source: str
+
+
+def _read_file(path: Path, store: ImageStore) -> tuple[dict, list[str], list[tuple[int, list[str]]]]:
+    """Metadata, header and rows of a pair file meant for ``store``; PairFileError with the file-level problems."""
+    if not path.exists():
+        raise PairFileError(path, [PairProblem(0, f"{path} does not exist", "give the path of a pair CSV file")])
+    if path.is_dir():
+        raise PairFileError(path, [PairProblem(0, f"{path} is a folder", "give the path of a pair CSV file")])
+    meta, header, rows = _read_rows(path)
     identity = _identity_problem(meta, store)
     if identity is not None:
-        return None, [identity]
-    problems: list[PairProblem] = []
+        raise PairFileError(path, [identity])
     if not header:
-        return None, [PairProblem(0, "the file has no header row", f"start the file with the header: {','.join(COLUMNS)}")]
+        raise PairFileError(path, [PairProblem(0, "the file has no header row", f"start the file with the header: {','.join(COLUMNS)}")])
     missing = [c for c in REQUIRED if c not in header]
     unknown = [c for c in header if c not in COLUMNS]
-    if missing:
-        problems.append(PairProblem(1, f"missing column(s) {missing}", f"the header must name at least {','.join(REQUIRED)}"))
+    problems = [PairProblem(1, f"missing column(s) {missing}", f"the header must name at least {','.join(REQUIRED)}")] if missing else []
     if unknown:
         problems.append(PairProblem(1, f"unknown column(s) {unknown}", f"allowed columns are {','.join(COLUMNS)}"))
     if problems:
+        raise PairFileError(path, problems)
+    return meta, header, rows
+
+
+def _parse_row(lineno: int, header: list[str], cells: list[str], store: ImageStore,
+               default_source: str) -> tuple[_Row | None, list[PairProblem]]:
+    """The row's values and the problems of its cells (the row is None when any cell is unusable)."""
+    if len(cells) != len(header):
+        return None, [PairProblem(lineno, f"{len(cells)} cells for {len(header)} columns",
+                                  "one value per column; leave optional values empty")]
+    cell = {name: cells[header.index(name)] for name in header}
+    problems: list[PairProblem] = []
+    idx = {}
+    for role in REQUIRED:
+        idx[role], err = _resolve(cell.get(role, ""), store)
+        if err:
+            problems.append(PairProblem(lineno, f"{role}: {err}", f"use an image id listed for {store.source} (e.g. '{store.ids[0]}') or an index 0..{len(store) - 1}"))
+    label, label_problem = _label(lineno, cell.get("label", ""), store)
+    score, score_problem = _score(lineno, cell.get("score", ""))
+    problems += [p for p in (label_problem, score_problem) if p is not None]
+    if problems:
         return None, problems
-    col = {name: header.index(name) for name in header}
-    names = {n: i for i, n in enumerate(store.class_names)}
-    anchors, positives, labels, scores, sources = [], [], [], [], []
-    seen: dict[tuple, int] = {}
-    for lineno, cells in rows:
-        if len(cells) != len(header):
-            problems.append(PairProblem(lineno, f"{len(cells)} cells for {len(header)} columns", "one value per column; leave optional values empty"))
-            continue
-        get = lambda name: cells[col[name]] if name in col else ""  # noqa: E731
-        source = get("source") or default_source
-        ok = True
-        idx = {}
-        for role in REQUIRED:
-            i, err = _resolve(get(role), store)
-            if err:
-                ok = False
-                problems.append(PairProblem(lineno, f"{role}: {err}", f"use an image id listed for {store.source} (e.g. '{store.ids[0]}') or an index 0..{len(store) - 1}"))
-            idx[role] = i
-        label = -1
-        if get("label"):
-            text = get("label")
-            if text in names:
-                label = names[text]
-            elif text.lstrip("-").isdigit() and 0 <= int(text) < len(store.class_names):
-                label = int(text)
-            else:
-                ok = False
-                problems.append(PairProblem(lineno, f"label '{text}' is not a class of the dataset", f"use one of {store.class_names[:10]} or leave it empty"))
-        score = float("nan")
-        if get("score"):
-            try:
-                score = float(get("score"))
-                what = "" if math.isfinite(score) else "a finite number"
-            except ValueError:
-                what = "a number"
-            if what:
-                ok = False
-                problems.append(PairProblem(lineno, f"score '{get('score')}' is not {what}",
-                                            "write a decimal number, or leave it empty for no score"))
-        if not ok:
-            continue
-        a, p = idx["anchor"], idx["positive"]
-        if source != AUGMENTED and a == p:
-            problems.append(PairProblem(lineno, f"semantic pair of one image with itself ({store.ids[a]})", "pick a different positive image, or set source=augmented for a two-view pair"))
-            continue
-        if source == AUGMENTED and a != p:
-            problems.append(PairProblem(lineno, "source=augmented but anchor and positive are different images", "set positive equal to anchor, or give the row a semantic source such as curated"))
-            continue
-        key = (min(a, p), max(a, p), source)
-        if key in seen:
-            problems.append(PairProblem(lineno, f"duplicate of the pair on line {seen[key]}", "remove one of the two rows"))
-            continue
-        seen[key] = lineno
-        if store.labels is not None:
-            problems.extend(_class_problems(lineno, a, p, label, source, store))
-        anchors.append(a)
-        positives.append(p)
-        labels.append(label)
-        scores.append(score)
-        sources.append(source)
-    if not rows:
-        problems.append(PairProblem(0, "the file has a header but no pairs", "add at least one pair row"))
-    pairs = PairSet(
-        anchor=np.asarray(anchors, np.int64),
-        positive=np.asarray(positives, np.int64),
-        label=np.asarray(labels, np.int64),
-        score=np.asarray(scores, np.float64),
-        source=np.asarray(sources, dtype=object),
-        meta={**meta, "file": str(path)},
+    return _Row(lineno, idx["anchor"], idx["positive"], label, score, cell.get("source") or default_source), []
+
+
+def _label(lineno: int, text: str, store: ImageStore) -> tuple[int, PairProblem | None]:
+    """The class index a label cell names (a class name or index; -1 when empty)."""
+    if not text:
+        return -1, None
+    if text in store.class_names:
+        return store.class_names.index(text), None
+    if text.lstrip("-").isdigit() and 0 <= int(text) < len(store.class_names):
+        return int(text), None
+    return -1, PairProblem(lineno, f"label '{text}' is not a class of the dataset", f"use one of {store.class_names[:10]} or leave it empty")
+
+
+def _score(lineno: int, text: str) -> tuple[float, PairProblem | None]:
+    """The finite number a score cell holds (NaN when empty)."""
+    if not text:
+        return float("nan"), None
+    try:
+        score = float(text)
+        what = "" if math.isfinite(score) else "a finite number"
+    except ValueError:
+        score, what = float("nan"), "a number"
+    if what:
+        return score, PairProblem(lineno, f"score '{text}' is not {what}", "write a decimal number, or leave it empty for no score")
+    return score, None
+
+
+def _pair_problem(row: _Row, seen: dict[tuple, int], store: ImageStore) -> PairProblem | None:
+    """What is wrong with the pair itself: one image as a semantic pair, two as an augmented one, a repeat."""
+    a, p, source = row.anchor, row.positive, row.source
+    if source != AUGMENTED and a == p:
+        return PairProblem(row.line, f"semantic pair of one image with itself ({store.ids[a]})", "pick a different positive image, or set source=augmented for a two-view pair")
+    if source == AUGMENTED and a != p:
+        return PairProblem(row.line, "source=augmented but anchor and positive are different images", "set positive equal to anchor, or give the row a semantic source such as curated")
+    key = (min(a, p), max(a, p), source)
+    if key in seen:
+        return PairProblem(row.line, f"duplicate of the pair on line {seen[key]}", "remove one of the two rows")
+    seen[key] = row.line
+    return None
+
+
+def _pair_set(rows: list[_Row], meta: dict) -> PairSet:
+    """The PairSet of the usable rows."""
+    return PairSet(
+        anchor=np.asarray([r.anchor for r in rows], np.int64),
+        positive=np.asarray([r.positive for r in rows], np.int64),
+        label=np.asarray([r.label for r in rows], np.int64),
+        score=np.asarray([r.score for r in rows], np.float64),
+        source=np.asarray([r.source for r in rows], dtype=object),
+        meta=meta,
     )
-    return pairs, problems
 
 
 def load_pairs(path: str | Path, store: ImageStore, default_source: str = "curated") -> PairSet:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,14 +37,14 @@ from sempairs.csvio import write_rows
 from sempairs.errors import SempairsError
 from sempairs.eval.protocol import knn_evaluate
 from sempairs.eval.results import result_path, write_result
-from sempairs.methods import StepOutput
+from sempairs.methods import Method, StepOutput
 from sempairs.models.backbones import smallest_strided_map
 from sempairs.precision import cpu_computes_bf16
 from sempairs.runlock import run_lock
 from sempairs.train.batches import PairBatches
 from sempairs.trained.checkpoint import LAST, SafeCheckpointIO, epoch_checkpoint
 from sempairs.trained.loading import build_method
-from sempairs.train.data import load_run_data
+from sempairs.train.data import RunData, load_run_data
 from sempairs.train.distributed import agree, convert_sync_batchnorm, end_launched_processes
 from sempairs.train.optim import Schedule, build_optimizer, clip_gradients
 from sempairs.train.progress import TrainProgress
@@ -247,10 +248,41 @@ def train(
         raise
 
 
+@dataclass
+class _Run:
+    """What the steps of a run share: its setup, and the history that grows epoch by epoch."""
+
+    fabric: Fabric
+    cfg: RunConfig
+    data: RunData
+    method: Method
+    model: Any  # the method as Fabric wraps it
+    optimizer: Any
+    schedule: Schedule
+    batches: PairBatches
+    steps_per_epoch: int
+    history: list[dict] = field(default_factory=list)
+    first_loss: float | None = None
+    start_epoch: int = 0
+
+
 def _train(fabric: Fabric, cfg: RunConfig, resume: bool, callbacks, progress: bool) -> TrainResult:
+    run = _prepare(fabric, cfg, resume)
+    bar = TrainProgress(cfg.train.epochs, run.steps_per_epoch, run.start_epoch, enabled=progress and fabric.is_global_zero)
+    with bar:
+        for epoch in range(run.start_epoch, cfg.train.epochs):
+            metrics = _run_epoch(run, epoch, bar)
+            _end_epoch(run, epoch, metrics)
+            bar.epoch_done(metrics)
+            for callback in callbacks:
+                callback(epoch, metrics)
+    return _finish(run)
+
+
+def _prepare(fabric: Fabric, cfg: RunConfig, resume: bool) -> _Run:
+    """Seed, load the data and pairs (checked against a run being resumed), build the model and the batches."""
     run_dir, last = cfg.run_dir, cfg.run_dir / LAST
     fabric.seed_everything(cfg.train.seed, verbose=False)
-    world = fabric.world_size
     batch = cfg.train.batch_size
     with fabric.rank_zero_first():  # process 0 loads (and caches) first; an error there stops before the others load
         data = load_run_data(cfg)
@@ -260,7 +292,6 @@ def _train(fabric: Fabric, cfg: RunConfig, resume: bool, callbacks, progress: bo
         check_same_pairs(run_dir, data.pairs, data.train)  # before anything is written
     if fabric.global_rank == 0:
         write_records(run_dir, cfg, data.pairs, data.train)
-
     steps_per_epoch = len(data.pairs) // batch
     schedule = Schedule(cfg.optim, batch, steps_per_epoch, cfg.train.epochs)
     method, model, optimizer = setup_model(fabric, cfg)
@@ -269,80 +300,92 @@ def _train(fabric: Fabric, cfg: RunConfig, resume: bool, callbacks, progress: bo
                           f"{data.train.source} has none: turn the variant off")
     batches = PairBatches(data.train.images, data.pairs, cfg.augment, fabric.device, on_device=cfg.train.data_on_device,
                           channels_last=cfg.train.channels_last, loader_workers=cfg.train.workers)
-
-    start_epoch, history, first_loss = 0, [], None
+    run = _Run(fabric, cfg, data, method, model, optimizer, schedule, batches, steps_per_epoch)
     if resume and last.exists():
-        state = {"model": model, "optimizer": optimizer}
-        rest = fabric.load(last, state)
-        start_epoch, history, first_loss = rest["epoch"], rest["history"], rest.get("first_loss")
-        fabric.print(f"resuming {run_dir} after epoch {start_epoch}")
+        rest = fabric.load(last, {"model": model, "optimizer": optimizer})
+        run.start_epoch, run.history, run.first_loss = rest["epoch"], rest["history"], rest.get("first_loss")
+        fabric.print(f"resuming {run_dir} after epoch {run.start_epoch}")
+    return run
 
-    bar = TrainProgress(cfg.train.epochs, steps_per_epoch, start_epoch, enabled=progress and fabric.is_global_zero)
-    with bar:
-        for epoch in range(start_epoch, cfg.train.epochs):
-            order = torch.randperm(len(data.pairs), generator=torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch))
-            order = order[: steps_per_epoch * batch].view(steps_per_epoch, batch)[:, fabric.global_rank :: world].to(fabric.device)
-            gen = torch.Generator(device=fabric.device).manual_seed(cfg.train.seed * 1_000_003 + epoch * 1009 + fabric.global_rank)
-            model.train()
-            loss_sum = torch.zeros((), device=fabric.device)
-            term_sums: dict[str, torch.Tensor] = {}
-            spread, loss_now = float("nan"), float("nan")
-            started = time.perf_counter()
-            for i, views in enumerate(batches.epoch(order, gen)):
-                step = epoch * steps_per_epoch + i
-                lr = schedule.apply(optimizer, step)
-                labels = batches.view_labels(data.train.labels, order[i]) if method.uses_labels else None
-                out = optimizer_step(fabric, model, optimizer, *views, epoch=epoch, clip_grad=cfg.optim.clip_grad,
-                                     labels=labels)
-                method.after_step(step, schedule.total)
-                loss_sum += out.loss.detach()
-                for name, term in out.logs.items():
-                    term_sums[name] = term_sums.get(name, 0.0) + term.detach().double()
-                if i % cfg.train.log_every == 0 or i == steps_per_epoch - 1:
-                    loss_now, spread, *terms = agree(fabric, out.loss.item(), embedding_spread(out.features),
-                                                     *(term.item() for term in out.logs.values()))
-                    _stop_if_broken(loss_now, spread, epoch, cfg, run_dir, fabric.global_rank)
-                    first_loss = loss_now if step == 0 else first_loss
-                    fabric.log_dict({"loss": loss_now, "lr": lr, "embedding_spread": spread, **dict(zip(out.logs, terms))},
-                                    step=step)
-                bar.step(epoch, loss_now, lr)
-            seconds = time.perf_counter() - started
-            metrics = {
-                "epoch": epoch + 1,
-                "loss": fabric.all_reduce(loss_sum, reduce_op="mean").item() / steps_per_epoch,
-                "lr": lr,
-                "embedding_spread": spread,
-                **{name: fabric.all_reduce(total, reduce_op="mean").item() / steps_per_epoch for name, total in term_sums.items()},
-                "images_per_s": steps_per_epoch * batch / seconds,
-                "seconds": seconds,
-            }
-            if cfg.knn.every and (epoch + 1) % cfg.knn.every == 0 and epoch + 1 < cfg.train.epochs:
-                metrics.update(_knn(fabric, method, data, cfg))
-            history.append(metrics)
-            fabric.log_dict({f"epoch/{k}": v for k, v in metrics.items()}, step=step)
-            _save(fabric, run_dir, {"model": model, "optimizer": optimizer, "epoch": epoch + 1, "step": step + 1,
-                                    "config": cfg.model_dump(mode="json"), "history": history, "first_loss": first_loss},
-                  keep=(epoch + 1) % cfg.train.checkpoint_every == 0 or epoch + 1 == cfg.train.epochs)
-            if fabric.is_global_zero:
-                write_rows(run_dir / HISTORY, history)
-            for logger in fabric.loggers:
-                logger.save()
-            bar.epoch_done(metrics)
-            for callback in callbacks:
-                callback(epoch, metrics)
 
-    warning = learned_nothing(first_loss, history, cfg, steps=schedule.total)
+def _run_epoch(run: _Run, epoch: int, bar: TrainProgress) -> dict:
+    """The steps of one epoch (pair order and augmentation seeded by seed, epoch and rank); its metrics."""
+    fabric, cfg, batch, world = run.fabric, run.cfg, run.cfg.train.batch_size, run.fabric.world_size
+    order = torch.randperm(len(run.data.pairs), generator=torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch))
+    order = order[: run.steps_per_epoch * batch].view(run.steps_per_epoch, batch)[:, fabric.global_rank :: world]
+    order = order.to(fabric.device)
+    gen = torch.Generator(device=fabric.device).manual_seed(cfg.train.seed * 1_000_003 + epoch * 1009 + fabric.global_rank)
+    run.model.train()
+    loss_sum = torch.zeros((), device=fabric.device)
+    term_sums: dict[str, torch.Tensor] = {}
+    spread, loss_now = float("nan"), float("nan")
+    started = time.perf_counter()
+    for i, views in enumerate(run.batches.epoch(order, gen)):
+        step = epoch * run.steps_per_epoch + i
+        lr = run.schedule.apply(run.optimizer, step)
+        labels = run.batches.view_labels(run.data.train.labels, order[i]) if run.method.uses_labels else None
+        out = optimizer_step(fabric, run.model, run.optimizer, *views, epoch=epoch, clip_grad=cfg.optim.clip_grad,
+                             labels=labels)
+        run.method.after_step(step, run.schedule.total)
+        loss_sum += out.loss.detach()
+        for name, term in out.logs.items():
+            term_sums[name] = term_sums.get(name, 0.0) + term.detach().double()
+        if i % cfg.train.log_every == 0 or i == run.steps_per_epoch - 1:
+            loss_now, spread = _log_step(run, out, epoch, step, lr)
+        bar.step(epoch, loss_now, lr)
+    seconds = time.perf_counter() - started
+
+    def mean(total: torch.Tensor) -> float:  # over the epoch's steps and the processes
+        return fabric.all_reduce(total, reduce_op="mean").item() / run.steps_per_epoch
+
+    return {"epoch": epoch + 1, "loss": mean(loss_sum), "lr": lr, "embedding_spread": spread,
+            **{name: mean(total) for name, total in term_sums.items()},
+            "images_per_s": run.steps_per_epoch * batch / seconds, "seconds": seconds, "step": step}
+
+
+def _log_step(run: _Run, out: StepOutput, epoch: int, step: int, lr: float) -> tuple[float, float]:
+    """Agree on the step's loss, feature spread and loss terms in every process; stop if broken; log them."""
+    fabric = run.fabric
+    loss_now, spread, *terms = agree(fabric, out.loss.item(), embedding_spread(out.features),
+                                     *(term.item() for term in out.logs.values()))
+    _stop_if_broken(loss_now, spread, epoch, run.cfg, run.cfg.run_dir, fabric.global_rank)
+    run.first_loss = loss_now if step == 0 else run.first_loss
+    fabric.log_dict({"loss": loss_now, "lr": lr, "embedding_spread": spread, **dict(zip(out.logs, terms))}, step=step)
+    return loss_now, spread
+
+
+def _end_epoch(run: _Run, epoch: int, metrics: dict) -> None:
+    """Optional kNN, then the epoch's records: history, the checkpoint (atomic), history.csv, the loggers."""
+    fabric, cfg, run_dir = run.fabric, run.cfg, run.cfg.run_dir
+    step = metrics.pop("step")
+    if cfg.knn.every and (epoch + 1) % cfg.knn.every == 0 and epoch + 1 < cfg.train.epochs:
+        metrics.update(_knn(fabric, run.method, run.data, cfg))
+    run.history.append(metrics)
+    fabric.log_dict({f"epoch/{k}": v for k, v in metrics.items()}, step=step)
+    _save(fabric, run_dir, {"model": run.model, "optimizer": run.optimizer, "epoch": epoch + 1, "step": step + 1,
+                            "config": cfg.model_dump(mode="json"), "history": run.history, "first_loss": run.first_loss},
+          keep=(epoch + 1) % cfg.train.checkpoint_every == 0 or epoch + 1 == cfg.train.epochs)
+    if fabric.is_global_zero:
+        write_rows(run_dir / HISTORY, run.history)
+    for logger in fabric.loggers:
+        logger.save()
+
+
+def _finish(run: _Run) -> TrainResult:
+    """The learned-nothing note, the final kNN (eval/knn.json), the loggers closed."""
+    fabric, cfg, run_dir, history = run.fabric, run.cfg, run.cfg.run_dir, run.history
+    warning = learned_nothing(run.first_loss, history, cfg, steps=run.schedule.total)
     if warning:
         history = [*history[:-1], {**history[-1], "warning": warning}]
         if fabric.is_global_zero:
             write_rows(run_dir / HISTORY, history)
         fabric.print(f"warning: {warning}")
-    knn = _knn(fabric, method, data, cfg) if data.test is not None else None
+    knn = _knn(fabric, run.method, run.data, cfg) if run.data.test is not None else None
     if knn and fabric.is_global_zero:
-        write_result(result_path(last, "knn"), knn)
+        write_result(result_path(run_dir / LAST, "knn"), knn)
     for logger in fabric.loggers:
         logger.finalize("success")
-    return TrainResult(run_dir=run_dir, pairs=len(data.pairs), history=history, knn=knn, rank=fabric.global_rank)
+    return TrainResult(run_dir=run_dir, pairs=len(run.data.pairs), history=history, knn=knn, rank=fabric.global_rank)
 
 
 def _save(fabric: Fabric, run_dir: Path, state: dict, keep: bool) -> None:
