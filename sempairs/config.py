@@ -50,7 +50,7 @@ class PairsConfig(Strict):
 
     ``augmented``: two views of each image (all images, or with ``per_class`` the AP set matched
     to the ``labels`` set of the same seed); ``labels``: ``per_class`` pairs of two different
-    images of a class; ``file``: a pair CSV (see sempairs.pairs.pairset).
+    images of a class; ``file``: a pair CSV (see sempairs.pairs.pairfile).
     """
 
     source: Literal["augmented", "labels", "file"] = "augmented"

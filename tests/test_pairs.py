@@ -8,7 +8,9 @@ import pytest
 from sempairs.data.store import ImageStore
 from sempairs.pairs import (
     PairFileError, augmented_pairs, check_pairs, concat, load_pairs, matched_augmented, pair_stats, pairs_from_labels,
+    read_pair_file,
 )
+from sempairs.pairs.pairfile import COLUMNS, FORMAT_TAG, data_identity
 
 
 def make_store(per_class=6, classes=("cat", "dog", "frog")) -> ImageStore:
@@ -91,6 +93,34 @@ def test_round_trip_with_indices(tmp_path):
     sp = pairs_from_labels(store.labels, per_class=2, seed=4)
     back = load_pairs(sp.save(tmp_path / "p.csv"), store)
     assert np.array_equal(back.anchor, sp.anchor) and np.array_equal(back.positive, sp.positive)
+
+
+def test_round_trip_with_store_keeps_every_column_and_the_provenance(tmp_path):
+    store = make_store()
+    sp = pairs_from_labels(store.labels, per_class=2, seed=2, meta={"builder": "from-labels", "seed": 2, "note": "é ✓"})
+    sp.score = np.array([0.25, -1.5, np.nan, 1e-9, 0.125, 3.0])
+    sp.source[1] = "mined"
+    mixed = concat(sp, augmented_pairs(indices=[4, 11], labels=store.labels))
+    path = mixed.save(tmp_path / "p.csv", store=store)
+    back = load_pairs(path, store)
+    for name in ("anchor", "positive", "label", "source"):
+        assert np.array_equal(getattr(back, name), getattr(mixed, name)), name
+        assert getattr(back, name).dtype == getattr(mixed, name).dtype, name
+    assert np.array_equal(back.score, mixed.score, equal_nan=True)
+    assert back.meta == {**mixed.meta, "data": data_identity(store), "file": str(path)}
+
+
+def test_read_pair_file_gives_provenance_header_and_numbered_rows(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text(f'{FORMAT_TAG}\n# {{"builder": "x"}}\n# a free comment\n{",".join(COLUMNS)}\n 0 , 1,,,\n\n2,3,dog,0.5,mined\n',
+                    encoding="cp1252")
+    raw = read_pair_file(path)
+    assert raw.meta == {"builder": "x"} and raw.header == list(COLUMNS)
+    assert raw.rows == [(5, ["0", "1", "", "", ""]), (7, ["2", "3", "dog", "0.5", "mined"])]
+    path.write_bytes("anchor,positive\ncaf\u00e9,1\n".encode("cp1252"))
+    assert read_pair_file(path).meta == {"encoding": "cp1252"}
+    with pytest.raises(PairFileError, match="does not exist"):
+        read_pair_file(tmp_path / "none.csv")
 
 
 def write(tmp_path, body: str):

@@ -1,37 +1,19 @@
 """PairSet: which two images form each positive pair, and where the pair came from.
 
-File format (CSV, one pair per row)::
-
-    # sempairs-pairs v1
-    # {"builder": "from-labels", "seed": 0, "per_class": 157, "dataset": "cifar10"}
-    anchor,positive,label,score,source
-    train/cat/0001.jpg,train/cat/0417.jpg,cat,,labels
-
-``anchor`` and ``positive`` name images by id (the path inside an image folder or zip, or the
-integer index for array datasets); ``label`` (class name or integer), ``score`` (similarity of
-mined pairs) and ``source`` (``augmented``, ``labels``, ``curated``, ``mined``, ``reviewed``, ...) are
-optional columns; an empty ``score`` means "no score" (a literal ``nan`` or ``inf`` is refused).
-Lines starting with ``#`` before the header carry provenance as JSON; its ``data`` entry (split,
-class names, image count of the dataset the file was built on) lets a reader refuse a file built
-for another dataset. Files written by sempairs are UTF-8; a reader also takes what spreadsheets
-save (UTF-8 with a byte-order mark, UTF-16 with one, Windows-1252 / Latin-1).
+The file format a PairSet is saved in and read from is :mod:`sempairs.pairs.pairfile`.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from sempairs.atomic import atomic_open
 from sempairs.data.store import ImageStore
+from sempairs.pairs.pairfile import write_pair_file
 
 AUGMENTED = "augmented"
-FORMAT_TAG = "# sempairs-pairs v1"
-COLUMNS = ("anchor", "positive", "label", "score", "source")
 
 
 @dataclass
@@ -87,37 +69,9 @@ class PairSet:
 
     def save(self, path: str | Path, ids: list[str] | None = None, class_names: list[str] | None = None,
              store: ImageStore | None = None) -> Path:
-        """Write the CSV format above atomically; ``ids`` maps indices to image ids, ``class_names`` labels to names.
-
-        With ``store`` (the dataset split the indices point into) its ids and class names are used, and
-        its identity (split, class names, image count) is recorded as ``data`` in the provenance line,
-        so that reading the file against another dataset is refused (:func:`sempairs.pairs.check_pairs`).
-        """
-        path = Path(path)
-        meta = self.meta
-        if store is not None:
-            ids, class_names = store.ids, store.class_names
-            meta = {**meta, "data": data_identity(store)}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_open(path, "w", newline="") as fh:
-            fh.write(FORMAT_TAG + "\n")
-            fh.write("# " + json.dumps(meta, sort_keys=True) + "\n")
-            writer = csv.writer(fh)
-            writer.writerow(COLUMNS)
-            for a, p, lab, sc, src in zip(self.anchor, self.positive, self.label, self.score, self.source):
-                writer.writerow([
-                    ids[a] if ids is not None else int(a),
-                    ids[p] if ids is not None else int(p),
-                    "" if lab < 0 else (class_names[lab] if class_names else int(lab)),
-                    "" if np.isnan(sc) else repr(float(sc)),
-                    src,
-                ])
-        return path
-
-
-def data_identity(store: ImageStore) -> dict:
-    """What a pair file records of the dataset split it indexes: split, class names, number of images."""
-    return {"split": store.split, "classes": list(store.class_names), "images": len(store)}
+        """Write the pair file atomically (:func:`sempairs.pairs.pairfile.write_pair_file`, which says what the arguments do)."""
+        return write_pair_file(path, zip(self.anchor, self.positive, self.label, self.score, self.source), self.meta,
+                               ids, class_names, store)
 
 
 def concat(*sets: PairSet) -> PairSet:

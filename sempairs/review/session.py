@@ -10,7 +10,7 @@ import numpy as np
 
 from sempairs.data.store import ImageStore
 from sempairs.pairs import PairSet, load_pairs
-from sempairs.pairs.pairset import data_identity
+from sempairs.pairs.pairfile import data_identity
 from sempairs.review.store import DecisionStore, ReviewError, class_of
 
 
