@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -29,10 +29,6 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} {name!r} is registered twice: give the new one another name")
         self._entries[name] = entry
         return entry
-
-    def decorator(self, name_of: Callable[[T], str]) -> Callable[[T], T]:
-        """A decorator registering what it decorates under ``name_of(it)``."""
-        return lambda entry: self.register(name_of(entry), entry)
 
     def unregister(self, name: str) -> None:
         """Remove ``name`` (for code that registered a temporary entry, such as a test)."""

@@ -340,7 +340,7 @@ def _run_epoch(run: _Run, epoch: int, bar: TrainProgress) -> dict:
 
     return {"epoch": epoch + 1, "loss": mean(loss_sum), "lr": lr, "embedding_spread": spread,
             **{name: mean(total) for name, total in term_sums.items()},
-            "images_per_s": run.steps_per_epoch * batch / seconds, "seconds": seconds, "step": step}
+            "images_per_s": run.steps_per_epoch * batch / seconds, "seconds": seconds}
 
 
 def _log_step(run: _Run, out: StepOutput, epoch: int, step: int, lr: float) -> tuple[float, float]:
@@ -357,7 +357,7 @@ def _log_step(run: _Run, out: StepOutput, epoch: int, step: int, lr: float) -> t
 def _end_epoch(run: _Run, epoch: int, metrics: dict) -> None:
     """Optional kNN, then the epoch's records: history, the checkpoint (atomic), history.csv, the loggers."""
     fabric, cfg, run_dir = run.fabric, run.cfg, run.cfg.run_dir
-    step = metrics.pop("step")
+    step = (epoch + 1) * run.steps_per_epoch - 1  # the epoch's last step
     if cfg.knn.every and (epoch + 1) % cfg.knn.every == 0 and epoch + 1 < cfg.train.epochs:
         metrics.update(_knn(fabric, run.method, run.data, cfg))
     run.history.append(metrics)
