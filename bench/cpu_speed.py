@@ -1,6 +1,7 @@
 """CPU training speed, side by side in one run: precision x compile, bare step vs end to end.
 
-For one model (default: SimCLR, ResNet-18 with the standard stem, 32 px, batch 128) it measures
+For one model (default: SimCLR, ResNet-18 with the standard stem, 32 px, batch 128, the quickstart's
+SGD) it measures
 in the same process, interleaved over ``--rounds`` rounds (the median is reported):
 
   matmul      2048 x 2048 matrix products in float32 and bf16: the machine's achievable FLOP/s;
@@ -11,8 +12,8 @@ in the same process, interleaved over ``--rounds`` rounds (the median is reporte
 
 for float32 and bf16 autocast, eager and compiled (bf16 is skipped where the CPU has no native
 bf16: emulated, it is hundreds of times slower), plus the settings ``train.precision=auto`` and
-``train.compile=auto`` pick on this machine. "today" is float32 eager, the quickstart before this
-script existed. Rates count views (each image of a pair is one view through the network); the
+``train.compile=auto`` pick on this machine. "today" is float32 eager with plain convolutions (no
+``models.trimmed_conv``), the training step as it was when issue 12 was filed. Rates count views (each image of a pair is one view through the network); the
 loop's ``history.csv`` column ``images_per_s`` counts pairs (half as many).
 
     python -m bench.cpu_speed [--batch 128] [--steps 12] [--rounds 3] [--data cifar10] [--json out.json]
@@ -21,6 +22,7 @@ loop's ``history.csv`` column ``images_per_s`` counts pairs (half as many).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -32,6 +34,7 @@ import torch
 from lightning.fabric import Fabric
 from torch.utils.flop_counter import FlopCounterMode
 
+import sempairs.models.backbones as backbones
 from sempairs.config import load_config
 from sempairs.pairs import augmented_pairs
 from sempairs.train import train
@@ -41,6 +44,18 @@ from sempairs.precision import cpu_computes_bf16
 from sempairs.train.loop import optimizer_step, resolve_compile, resolve_precision, setup_model
 
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}
+TODAY = "today: fp32 eager, plain conv"
+
+
+@contextlib.contextmanager
+def plain_convolutions():
+    """Backbones built inside keep plain ``nn.Conv2d`` layers (every tap computed), as before ``trimmed_conv``."""
+    trim = backbones.trim_padding_taps
+    backbones.trim_padding_taps = lambda net: net
+    try:
+        yield
+    finally:
+        backbones.trim_padding_taps = trim
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 1.0) -> float:
@@ -56,17 +71,19 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 1.0) -> fl
 
 def overrides(batch: int, precision: str, compiled: bool | str) -> list[str]:
     return ["backbone.name=resnet18", "backbone.small_stem=false", "data.size=32", f"train.batch_size={batch}",
+            "optim.name=sgd", "optim.lr=0.6", "optim.weight_decay=5e-4",  # the quickstart's optimiser
             f"train.precision={precision}", f"train.compile={str(compiled).lower()}", "train.accelerator=cpu"]
 
 
 class Setting:
     """One precision x compile setting: its model, optimiser, ready tensors and end-to-end batches."""
 
-    def __init__(self, name: str, cfg, store):
+    def __init__(self, name: str, cfg, store, plain: bool = False):
         self.name, self.cfg = name, cfg
         self.fabric = Fabric(accelerator="cpu", devices=1, precision=resolve_precision(cfg))
         torch.manual_seed(0)
-        _, self.model, self.optimizer = setup_model(self.fabric, cfg)
+        with plain_convolutions() if plain else contextlib.nullcontext():
+            _, self.model, self.optimizer = setup_model(self.fabric, cfg)
         b = cfg.train.batch_size
         self.ready = [torch.randn(b, 3, 32, 32).contiguous(memory_format=torch.channels_last) for _ in range(2)]
         self.batches = PairBatches(store.images, augmented_pairs(len(store)), cfg.augment, self.fabric.device,
@@ -99,11 +116,13 @@ class Setting:
         return statistics.median(self.rates[kind])
 
 
-def train_flops_per_view(cfg) -> float:
-    """FLOPs of one training step (forward + backward) per view, counted by torch's FLOP counter."""
+def train_flops_per_view(cfg, plain: bool = False) -> float:
+    """FLOPs of one training step (forward + backward) per view, counted by torch's FLOP counter: with plain
+    convolutions every kernel tap, with trimmed ones (the default) only the taps that read data."""
     fabric = Fabric(accelerator="cpu", devices=1, precision="32-true")
     quiet = cfg.model_copy(update={"train": cfg.train.model_copy(update={"compile": False})})
-    _, model, optimizer = setup_model(fabric, quiet)
+    with plain_convolutions() if plain else contextlib.nullcontext():
+        _, model, optimizer = setup_model(fabric, quiet)
     b = cfg.train.batch_size
     views = [torch.randn(b, 3, 32, 32) for _ in range(2)]
     with FlopCounterMode(display=False) as counter:
@@ -144,14 +163,15 @@ def main() -> None:
           f"({2048 if native_bf16 else 512}^2)")
 
     store = load_split(auto.data, "train", 256)
-    flops = train_flops_per_view(auto)
-    print(f"ResNet-18 standard stem, 32 px, SimCLR, batch {args.batch} pairs: {flops / 1e9:.3f} GFLOP per view (fwd+bwd)")
+    flops, plain_flops = train_flops_per_view(auto), train_flops_per_view(auto, plain=True)
+    print(f"ResNet-18 standard stem, 32 px, SimCLR, batch {args.batch} pairs: {flops / 1e9:.3f} GFLOP per view (fwd+bwd; "
+          f"{plain_flops / 1e9:.3f} with plain convolutions, whose taps on padding are computed too)")
 
-    wanted = [(f"{p} {'compiled' if c else 'eager'}", p, c) for p in PRECISIONS for c in (False, True)
-              if p == "fp32" or native_bf16]
+    wanted = [(TODAY, "fp32", False)] + [(f"{p} {'compiled' if c else 'eager'}", p, c) for p in PRECISIONS
+                                         for c in (False, True) if p == "fp32" or native_bf16]
     settings = []
     for name, p, c in wanted:
-        setting = Setting(name, load_config(None, overrides(args.batch, PRECISIONS[p], c)), store)
+        setting = Setting(name, load_config(None, overrides(args.batch, PRECISIONS[p], c)), store, plain=name == TODAY)
         settings.append(setting)
         print(f"  built {name} ({setting.warmup_s:.0f} s to the first steps)", flush=True)
     for r in range(args.rounds):
@@ -159,32 +179,34 @@ def main() -> None:
             setting.measure(args.steps)
         print(f"  round {r + 1}/{args.rounds} done", flush=True)
 
-    today = next(s for s in settings if s.name == "fp32 eager").median("end to end")
-    print(f"\n{'setting':22s} {'bare views/s':>12s} {'e2e views/s':>12s} {'e2e/bare':>9s} {'e2e/today':>10s} {'% of matmul':>12s}")
+    today = next(s for s in settings if s.name == TODAY).median("end to end")
+    print(f"\n{'setting':30s} {'bare views/s':>12s} {'e2e views/s':>12s} {'e2e/bare':>9s} {'e2e/today':>10s} {'% of matmul':>12s}")
     rows = []
     for s in settings:
         bare, e2e = s.median("bare"), s.median("end to end")
         peak = gflops["bf16" if s.name.startswith("bf16") else "fp32"]
+        executed = plain_flops if s.name == TODAY else flops  # % of matmul: the FLOPs this setting computes
         row = {"setting": s.name, "bare": bare, "end_to_end": e2e, "e2e_over_bare": e2e / bare, "e2e_over_today": e2e / today,
-               "flop_share": e2e * flops / 1e9 / peak, "warmup_s": s.warmup_s, "rounds": s.rates}
+               "flop_share": e2e * executed / 1e9 / peak, "warmup_s": s.warmup_s, "rounds": s.rates}
         rows.append(row)
-        print(f"{s.name:22s} {bare:12.0f} {e2e:12.0f} {e2e / bare:9.2f} {e2e / today:10.2f} {100 * row['flop_share']:11.0f}%")
+        print(f"{s.name:30s} {bare:12.0f} {e2e:12.0f} {e2e / bare:9.2f} {e2e / today:10.2f} {100 * row['flop_share']:11.0f}%")
     if not native_bf16:
         print(f"bf16 skipped: this CPU has no native bf16 (bf16 matmul {gflops['bf16']:.1f} GFLOP/s vs fp32 {gflops['fp32']:.0f})")
 
     loops = {}
     if args.loop_pairs:
         with tempfile.TemporaryDirectory() as out:
-            for name, cfg in (("today (fp32 eager)", load_config(None, overrides(args.batch, "32-true", False))),
-                              (auto_name, auto)):
-                loops[name] = loop_rate(cfg, args.loop_pairs, out)
-        base = loops["today (fp32 eager)"]
+            with plain_convolutions():
+                loops[TODAY] = loop_rate(load_config(None, overrides(args.batch, "32-true", False)), args.loop_pairs, out)
+            loops[auto_name] = loop_rate(auto, args.loop_pairs, out)
+        base = loops[TODAY]
         for name, rate in loops.items():
-            print(f"train() loop, {name:28s} {rate:8.0f} views/s  {rate / base:5.2f}x today")
+            print(f"train() loop, {name:30s} {rate:8.0f} views/s  {rate / base:5.2f}x today")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"date": time.strftime("%Y-%m-%d %H:%M"), "threads": torch.get_num_threads(), "native_bf16": native_bf16,
-                       "matmul_gflops": gflops, "train_gflop_per_view": flops / 1e9, "batch": args.batch,
+                       "matmul_gflops": gflops, "train_gflop_per_view": flops / 1e9,
+                       "plain_train_gflop_per_view": plain_flops / 1e9, "batch": args.batch,
                        "settings": rows, "loop": loops, "auto": auto_name}, f, indent=1)
 
 

@@ -17,8 +17,7 @@ def inference_uses_bf16(device: torch.device) -> bool:
     """Whether forward passes without gradients run under bf16 autocast on ``device``: on CUDA, and on CPUs
     that compute bf16 natively.
 
-    (The CPU defect that keeps training in float32 at some sizes, ``sempairs.train.loop.cpu_bf16_is_exact``,
-    is in the backward pass only.) Measured on the project's 2-core CPU: 1.8x-3.9x the float32 rate
+    Measured on the project's 2-core CPU: 1.8x-3.9x the float32 rate
     (docs/benchmarks.md, ``bench/feature_speed.py``).
     """
     return device.type == "cuda" or (device.type == "cpu" and cpu_computes_bf16())

@@ -334,6 +334,30 @@ def test_resnet18_small_stem_builds():
     assert net.eval()(torch.randn(2, 3, 16, 16)).shape == (2, 512)
 
 
+@pytest.mark.parametrize("name,width,small_stem", [("resnet18", 0.25, True), ("resnet18", 1.0, False), ("resnet50", 0.25, True)])
+def test_stem_width_sets_the_stem_and_the_first_block_takes_it(name, width, small_stem):
+    plain, dim = build_backbone(BackboneConfig(name=name, width=width, small_stem=small_stem))
+    assert plain.conv1.out_channels == 64 and plain.bn1.num_features == 64  # the default: 64 at every width
+    torch.manual_seed(0)
+    net, narrow_dim = build_backbone(BackboneConfig(name=name, width=width, small_stem=small_stem, stem_width=16))
+    assert narrow_dim == dim
+    assert (net.conv1.out_channels, net.bn1.num_features, net.layer1[0].conv1.in_channels) == (16, 16, 16)
+    first = net.layer1[0]
+    expected_out = first.conv1.out_channels * type(first).expansion
+    assert (first.downsample is None) == (expected_out == 16)  # an identity shortcut where the channels match
+    last_bn = first.bn2 if type(first).expansion == 1 else first.bn3
+    assert torch.all(last_bn.weight == 0)  # timm's zero-initialised last norm of the residual branch
+    x = torch.randn(2, 3, 32, 32)
+    assert net.eval()(x).shape == (2, dim) and torch.isfinite(net(x)).all()
+    default = BackboneConfig(name=name, width=width, small_stem=small_stem)
+    torch.manual_seed(0)
+    a, _ = build_backbone(default)
+    torch.manual_seed(0)
+    b, _ = build_backbone(default.model_copy(update={"stem_width": 64}))
+    for (key, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), key  # stem_width 64 is the default network, initialised the same
+
+
 def test_vit_tiny_patch4_builds_and_trains():
     cfg = BackboneConfig(name="vit_tiny", patch_size=4)
     for size in (16, 32):

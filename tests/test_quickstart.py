@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -18,7 +19,7 @@ from sempairs.models import build_backbone
 from sempairs.train.data import load_split
 
 QUICK_BACKBONE = load_experiment(default_config_path()).base["backbone"]  # the quickstart's own network
-TINY = ["data.limit_per_class=16", "data.test_limit_per_class=8", "pairs.per_class=4", "train.epochs=1",
+TINY = ["data.limit_per_class=16", "data.test_limit_per_class=8", "pairs.per_class=4", "train.epochs=2",
         "train.batch_size=10", "knn.k=5", "train.compile=false"]
 
 
@@ -35,7 +36,16 @@ def test_quickstart_reports_every_arm_and_seed(quickstart_run):
     summary = json.loads((out / "quickstart.json").read_text())
     assert list(summary["arms"]) == ["SP", "AP", "AP+SP", "random init"]
     pairs = {arm: entry["settings"]["pairs"] for arm, entry in summary["arms"].items()}
-    assert pairs == {"SP": 20, "AP": 20, "AP+SP": 40, "random init": 0}  # 5 seen classes x 4 pairs; the union doubles
+    assert pairs == {"SP": 20, "AP": 20, "AP+SP": 20, "random init": 0}  # 5 seen classes x 4 pairs; AP+SP: 2 + 2
+    epochs = {arm: entry["settings"]["epochs"] for arm, entry in summary["arms"].items()}
+    assert epochs == {"SP": 2, "AP": 2, "AP+SP": 2, "random init": 0}
+    runs = {"SP": "pairs=sp,pairs.per_class=4,train.seed=0", "AP+SP": "pairs=ap+sp,pairs.per_class=2,train.seed=0"}
+    last_steps = [max(int(row["step"]) for row in csv.DictReader((out / "runs" / run / "logs" / "metrics.csv").open()))
+                  for run in runs.values()]
+    assert last_steps[0] == last_steps[1] == 3  # 20 pairs / batch 10 x 2 epochs: the same 4 steps
+    rows = [line for line in (out / "runs" / runs["AP+SP"] / "pairs.csv").read_text().splitlines() if not line.startswith("#")]
+    sources = [row.rsplit(",", 1)[1] for row in rows[1:]]
+    assert sorted(set(sources)) == ["augmented", "labels"] and sources.count("augmented") == sources.count("labels") == 10
     for arm, entry in summary["arms"].items():
         assert sorted(entry["seeds"]) == ["0", "1"], arm
         for values in entry["seeds"].values():
@@ -52,7 +62,7 @@ def test_quickstart_numbers_match_the_runs_and_an_independent_random_init(quicks
     out, _ = quickstart_run
     summary = json.loads((out / "quickstart.json").read_text())
     # the SP arm's seen-class number is the kNN its run measured after training
-    trained = yaml.safe_load((out / "runs" / "pairs=sp,train.seed=1" / "eval" / "knn.json").read_text())
+    trained = yaml.safe_load((out / "runs" / "pairs=sp,pairs.per_class=4,train.seed=1" / "eval" / "knn.json").read_text())
     assert summary["arms"]["SP"]["seeds"]["1"]["seen"] == pytest.approx(trained["knn_top1"])
     # random init, seed 0, seen classes: an untrained backbone built here, evaluated with the same protocol
     cfg = load_config(None, [f"data.dataset={tiny_cifar_zip}", "data.classes=[airplane,automobile,bird,cat,deer]",
@@ -71,6 +81,14 @@ def test_quickstart_resumes_without_training_again(quickstart_run, tiny_cifar_zi
     assert result.exit_code == 0, result.output
     assert result.output.count("done, skipped") == 6
     assert json.loads((out / "quickstart.json").read_text())["arms"] == before
+
+
+def test_quickstart_refuses_an_odd_number_of_pairs_per_class(tiny_cifar_zip, tmp_path):
+    args = ["quickstart", "--out-dir", str(tmp_path / "q"), "--dataset", str(tiny_cifar_zip), *TINY, "pairs.per_class=3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0
+    assert "pairs.per_class=3" in result.output and "even number" in result.output
+    assert not (tmp_path / "q").exists()
 
 
 def test_reading_says_when_a_difference_is_noise_and_when_sp_loses():

@@ -1,7 +1,10 @@
 """The README's main job: SP, matched AP, AP+SP and an untrained backbone, over seeds, with a reading.
 
 The quickstart is an experiment grid (``sempairs/configs/quickstart.yaml``: pair set x seed) run
-through :func:`sempairs.experiments.grid.run_grid`, so a killed quickstart resumes. Each arm
+through :func:`sempairs.experiments.grid.run_grid`, so a killed quickstart resumes. AP+SP trains on
+half of each set (``pairs.per_class / 2`` augmented and as many semantic pairs per class): the same
+pair count and optimiser steps as SP and AP, so its difference from them is what the pairs hold,
+not more training. Each arm
 pretrains on half of the classes; kNN on those (seen) and on the other half (unseen) tells what
 each kind of pair teaches and how far it carries. The table, the reading and
 ``<out-dir>/quickstart.json`` (per arm: settings and per-seed kNN top-1) are made from the grid's
@@ -21,17 +24,18 @@ from rich.console import Console
 from rich.table import Table
 
 from sempairs.atomic import write_text
-from sempairs.config import merge, read_yaml_mapping
+from sempairs.config import ConfigError, merge, read_yaml_mapping
 from sempairs.experiments.grid import ExperimentConfig, expand, run_grid
 
 ARMS = {"SP": "sp", "AP": "ap", "AP+SP": "ap+sp"}  # table name -> value of the grid's pairs axis
+UNION = "ap+sp"  # half of each set: the same pair count as the other arms
 RANDOM = "random init"
 METRICS = {"seen": ("transfer_seen_knn_top1", "random_init_knn_top1"),
            "unseen": ("transfer_unseen_knn_top1", "random_init_unseen_knn_top1")}  # (trained column, untrained column)
 LEGEND = ("SP: semantic pairs, two different images of one class, drawn from the labels (so SP is not a "
           "self-supervised result). AP: the matched augmented pairs, two views of one image, same images per class "
-          "and pair count. AP+SP: both sets, so twice the pairs and optimiser steps of SP or AP. Random init: the same "
-          "backbone untrained.")
+          "and pair count. AP+SP: half of each set, so the same pair count and optimiser steps as SP and AP. Random "
+          "init: the same backbone untrained.")
 
 
 def default_config_path() -> Path:
@@ -46,6 +50,14 @@ def quickstart_experiment(out_dir: Path, dataset: str, download: bool, overrides
     tree["base"] = merge(merge(tree["base"], {"data": {"dataset": dataset, "download": download}}), overrides or {})
     if seeds is not None:
         tree["axes"]["train.seed"] = list(range(seeds))
+    per_class = tree["base"]["pairs"]["per_class"]
+    if isinstance(per_class, int) and per_class % 2:
+        raise ConfigError(f"pairs.per_class={per_class}: the quickstart trains AP+SP on half of each pair set (the same "
+                          "pair count as SP and AP); give an even number of pairs per class")
+    if isinstance(per_class, int) and per_class > 0:  # anything else is reported by the config's validation
+        arms = tree["axes"].pop("pairs")
+        tree["axes"] = {"pairs": arms, "pairs.per_class": [per_class, per_class // 2], **tree["axes"]}
+        tree["skip"] = [{"pairs": arm, "pairs.per_class": per_class if arm == UNION else per_class // 2} for arm in arms]
     out_dir = Path(out_dir)
     return ExperimentConfig.model_validate({**tree, "name": out_dir.name, "out_dir": str(out_dir.parent)})
 

@@ -38,7 +38,6 @@ from sempairs.errors import SempairsError
 from sempairs.eval.protocol import knn_evaluate
 from sempairs.eval.results import result_path, write_result
 from sempairs.methods import Method, StepOutput
-from sempairs.models.backbones import smallest_strided_map
 from sempairs.precision import cpu_computes_bf16
 from sempairs.runlock import run_lock
 from sempairs.train.batches import PairBatches
@@ -89,23 +88,14 @@ def resolve_precision(cfg: RunConfig) -> str:
     On CUDA: bf16 on GPUs that support it (Ampere and later), fp16 with loss scaling on older ones.
     On the CPU: bf16 with AVX-512 BF16 or AMX, float32 elsewhere (emulated bf16 matrix products
     are hundreds of times slower). ``python -m bench.cpu_speed`` measures both on a machine.
+    (oneDNN's bf16 backward of a 3x3 convolution on a 1x1 map is not deterministic; the ResNets'
+    trimmed convolutions, ``sempairs.models.trimmed_conv``, never run that case.)
     """
     if cfg.train.precision != "auto":
         return cfg.train.precision
     if uses_cuda(cfg):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if cfg.train.accelerator in ("auto", "cpu") and cpu_computes_bf16() and cpu_bf16_is_exact(cfg) else "32-true"
-
-
-def cpu_bf16_is_exact(cfg: RunConfig) -> bool:
-    """False where a ResNet's stride-2 3x3 convolution would see a 1x1 map (standard stem at <= 16 px).
-
-    There oneDNN's bf16 backward pass (torch 2.14.1, AVX-512 BF16) reads memory it never wrote:
-    repeated identical steps give different gradients, and NaN weights were seen
-    (``tests/test_train.py::test_cpu_bf16_is_avoided_where_its_convolution_is_not_deterministic``).
-    """
-    side = smallest_strided_map(cfg.backbone, cfg.data.size)
-    return side is None or side > 1
+    return "bf16-mixed" if cfg.train.accelerator in ("auto", "cpu") and cpu_computes_bf16() else "32-true"
 
 
 def resolve_compile(cfg: RunConfig) -> bool:

@@ -6,6 +6,8 @@ chance); with ``data.classes`` also on the other classes, as ``transfer`` measur
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 import torch
@@ -24,11 +26,27 @@ def untrained_backbone(cfg: RunConfig) -> torch.nn.Module:
         return build_method(cfg).backbone.to("cuda" if uses_cuda(cfg) else "cpu")
 
 
+UNTRAINED_DEPENDS_ON = ("data", "backbone", "method", "augment", "knn", "features")  # and train.seed, train.accelerator
+
+
 @register_evaluator("random_init", {"random_init_knn_top1": "kNN top-1 of the untrained backbone (%)"}, needs_test_split)
 def knn_of_random_init(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
-    """kNN accuracy of the cell's architecture before training, with the run's seed, data and protocol."""
+    """kNN accuracy of the cell's architecture before training, with the run's seed, data and protocol.
+
+    Cells that differ only in what does not reach the untrained backbone (the pairs, the optimiser, the
+    epochs) share one evaluation within a process: the quickstart's three arms of a seed evaluate it once.
+    """
+    tree = cfg.model_dump(mode="json")
+    key = {section: tree[section] for section in UNTRAINED_DEPENDS_ON}
+    key["train"] = {"seed": cfg.train.seed, "accelerator": cfg.train.accelerator}
+    return dict(_random_init_row(json.dumps(key, sort_keys=True)))
+
+
+@functools.lru_cache(maxsize=4)
+def _random_init_row(key: str) -> tuple[tuple[str, float], ...]:
+    cfg = RunConfig.model_validate(json.loads(key))
     backbone = untrained_backbone(cfg)
     row = {"random_init_knn_top1": knn_on(backbone, cfg)["knn_top1"]}
     if cfg.data.classes is not None:
         row["random_init_unseen_knn_top1"] = knn_on(backbone, cfg, other_classes(cfg))["knn_top1"]
-    return row
+    return tuple(row.items())

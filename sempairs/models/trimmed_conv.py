@@ -1,0 +1,57 @@
+"""Convolutions that skip the kernel taps which, at the input's size, only ever read padding.
+
+On small feature maps a zero-padded convolution's outer taps never touch the image: a 3x3
+convolution (padding 1) on a 1x1 map reads data with its centre tap only, a 3x3 stride-2 one on a
+2x2 map with its lower-right 2x2 taps. :class:`TrimmedConv2d` computes such a call with the weight
+sliced to the taps that read data and the padding reduced to match: the same outputs and the same
+gradients (the skipped taps' gradient is exactly zero either way), only the summation order of the
+remaining products may differ. It matters for ResNets with the standard stem at 32 px, whose last
+stage runs on 1x1 and 2x2 maps: oneDNN's bf16 backward pass computes every tap there, at a tenth
+of its forward rate (docs/benchmarks.md, issue 12).
+
+:func:`trim_padding_taps` turns a network's plain ``nn.Conv2d`` layers into this class in place;
+parameters, their names and the random initialisation are untouched, so checkpoints load either way.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def used_taps(size: int, kernel: int, stride: int, padding: int) -> tuple[int, int] | None:
+    """The first and last tap (0-based, along one axis) that reads an input position, for an input of ``size``;
+    None when the convolution cannot be computed with fewer taps and the same symmetric padding."""
+    outputs = (size + 2 * padding - kernel) // stride + 1
+    reads = [tap for tap in range(kernel) if any(0 <= o * stride - padding + tap < size for o in range(outputs))]
+    if not reads:
+        return None
+    first, last = reads[0], reads[-1]
+    trimmed_padding = padding - first
+    if (size + 2 * trimmed_padding - (last - first + 1)) // stride + 1 != outputs:
+        return None
+    return first, last
+
+
+class TrimmedConv2d(nn.Conv2d):
+    """``nn.Conv2d`` (zero padding, no dilation) computed with only the taps that read data at the input's size."""
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if self.padding_mode != "zeros" or isinstance(self.padding, str) or self.dilation != (1, 1):
+            return super()._conv_forward(x, weight, bias)
+        spans = [used_taps(x.shape[-2 + axis], self.kernel_size[axis], self.stride[axis], self.padding[axis])
+                 for axis in (0, 1)]
+        if None in spans or all(span == (0, k - 1) for span, k in zip(spans, self.kernel_size)):
+            return super()._conv_forward(x, weight, bias)
+        (top, bottom), (left, right) = spans
+        return F.conv2d(x, weight[:, :, top:bottom + 1, left:right + 1], bias, self.stride,
+                        (self.padding[0] - top, self.padding[1] - left), 1, self.groups)
+
+
+def trim_padding_taps(net: nn.Module) -> nn.Module:
+    """``net`` with each plain ``nn.Conv2d`` turned into a :class:`TrimmedConv2d` (same parameters, in place)."""
+    for module in net.modules():
+        if type(module) is nn.Conv2d:
+            module.__class__ = TrimmedConv2d
+    return net
