@@ -146,8 +146,8 @@ def print_summary(summary: dict, seconds: float, out_dir: Path, console: Console
     console.print(f"Pretrained on {seen} (seen); unseen: the other classes. " + LEGEND, soft_wrap=True)
     for line in reading(summary):
         console.print(line, soft_wrap=True)
-    console.print(f"A CPU-scale comparison, not a reproduction of the study. {seconds / 60:.1f} min. Runs, results and "
-                  f"report: {out_dir}; table: {out_dir / 'quickstart.json'}", soft_wrap=True)
+    console.print(f"A CPU-scale comparison, not a reproduction of the study. {seconds / 60:.1f} min. Runs and "
+                  f"results.csv: {out_dir}; table: {out_dir / 'quickstart.json'}", soft_wrap=True)
 
 
 def run_quickstart(out_dir: Path, dataset: str, download: bool, console: Console, overrides: dict | None = None,
