@@ -43,8 +43,8 @@ def test_quickstart_reports_every_arm_and_seed(quickstart_run):
     last_steps = [max(int(row["step"]) for row in csv.DictReader((out / "runs" / run / "logs" / "metrics.csv").open()))
                   for run in runs.values()]
     assert last_steps[0] == last_steps[1] == 3  # 20 pairs / batch 10 x 2 epochs: the same 4 steps
-    rows = [line for line in (out / "runs" / runs["AP+SP"] / "pairs.csv").read_text().splitlines() if not line.startswith("#")]
-    sources = [row.rsplit(",", 1)[1] for row in rows[1:]]
+    with (out / "runs" / runs["AP+SP"] / "pairs.csv").open() as f:
+        sources = [row["source"] for row in csv.DictReader(line for line in f if not line.startswith("#"))]
     assert sorted(set(sources)) == ["augmented", "labels"] and sources.count("augmented") == sources.count("labels") == 10
     for arm, entry in summary["arms"].items():
         assert sorted(entry["seeds"]) == ["0", "1"], arm

@@ -15,14 +15,18 @@ parameters, their names and the random initialisation are untouched, so checkpoi
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
+@functools.lru_cache(maxsize=None)
 def used_taps(size: int, kernel: int, stride: int, padding: int) -> tuple[int, int] | None:
     """The first and last tap (0-based, along one axis) that reads an input position, for an input of ``size``;
-    None when the convolution cannot be computed with fewer taps and the same symmetric padding."""
+    None when the convolution cannot be computed with fewer taps and the same symmetric padding. Every
+    forward pass asks this of every convolution, for a handful of distinct shapes: the answers are kept."""
     outputs = (size + 2 * padding - kernel) // stride + 1
     reads = [tap for tap in range(kernel) if any(0 <= o * stride - padding + tap < size for o in range(outputs))]
     if not reads:

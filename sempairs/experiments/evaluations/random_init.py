@@ -42,7 +42,7 @@ def knn_of_random_init(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
     return dict(_random_init_row(json.dumps(key, sort_keys=True)))
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=256)  # a few numbers per seed; a grid's cells revisit each seed once per setting
 def _random_init_row(key: str) -> tuple[tuple[str, float], ...]:
     cfg = RunConfig.model_validate(json.loads(key))
     backbone = untrained_backbone(cfg)
