@@ -15,7 +15,10 @@ SHARED_ZIP = Path(os.environ.get("SEMPAIRS_TEST_ZIP", REPO.parent / "shared" / "
 def _slice_zip(dst: Path, per_class: dict[str, int]) -> Path:
     """Copy the first N images of each class of each split of the shared zip into a new zip."""
     if not SHARED_ZIP.exists():
-        pytest.skip(f"shared CIFAR-10 zip not found at {SHARED_ZIP}")
+        reason = f"shared CIFAR-10 zip not found at {SHARED_ZIP}"
+        if os.environ.get("SEMPAIRS_REQUIRE_DATA"):
+            pytest.fail(f"{reason} (SEMPAIRS_REQUIRE_DATA is set: the end-to-end tests must run)")
+        pytest.skip(reason)
     counts: dict[tuple[str, str], int] = {}
     with zipfile.ZipFile(SHARED_ZIP) as src, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as out:
         for name in sorted(src.namelist()):
@@ -60,3 +63,39 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+ALLOWED_SKIPS = REPO / "tests" / "allowed_skips.txt"
+
+
+def _allowed_skips() -> list[str]:
+    """Node-id patterns (fnmatch) of tests that may skip where SEMPAIRS_STRICT_SKIPS is set, each with its reason."""
+    lines = ALLOWED_SKIPS.read_text(encoding="utf-8").splitlines()
+    return [line.split("|", 1)[0].strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+
+def _skips(config) -> tuple[list, list]:
+    """The skipped tests' reports, and those not allowed by tests/allowed_skips.txt."""
+    import fnmatch
+
+    stats = config.pluginmanager.get_plugin("terminalreporter").stats
+    skipped = [r for r in stats.get("skipped", []) if not hasattr(r, "wasxfail")]
+    patterns = _allowed_skips()
+    return skipped, [r for r in skipped if not any(fnmatch.fnmatchcase(r.nodeid, p) for p in patterns)]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With SEMPAIRS_STRICT_SKIPS set (CI), a skip not listed in tests/allowed_skips.txt fails the run."""
+    if os.environ.get("SEMPAIRS_STRICT_SKIPS") and exitstatus == pytest.ExitCode.OK and _skips(session.config)[1]:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The skip count, and with SEMPAIRS_STRICT_SKIPS set, each unlisted skip with its reason."""
+    skipped, unlisted = _skips(config)
+    terminalreporter.write_line(f"skipped tests: {len(skipped)} ({len(skipped) - len(unlisted)} listed in {ALLOWED_SKIPS.name})")
+    if os.environ.get("SEMPAIRS_STRICT_SKIPS"):
+        for report in unlisted:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            terminalreporter.write_line(f"unlisted skip, a failure here: {report.nodeid}: {reason}")
