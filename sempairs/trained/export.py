@@ -25,7 +25,11 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import os
 import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,9 +137,10 @@ def export_run(run: str | Path, fmt: str, out: str | Path, force: bool = False) 
     backbone = method.backbone.eval()
     libraries = _libraries(cfg.backbone, fmt)
     state = {key: value.detach().contiguous().clone() for key, value in backbone.state_dict().items()}
-    code = {lib: "\n".join(build_code(cfg.backbone, cfg.data.size, lib) + load_code(fmt)) for lib in libraries}
-    for lib in libraries:
-        _check_build(build_code(cfg.backbone, cfg.data.size, lib), state, backbone, cfg.data.size)
+    builds = {lib: build_code(cfg.backbone, cfg.data.size, lib) for lib in libraries}
+    for lines in builds.values():
+        _check_build(lines, state, backbone, cfg.data.size)
+    code = {lib: "\n".join(lines + load_code(fmt)) for lib, lines in builds.items()}
     epoch = read_checkpoint(checkpoint, mmap=True).get("epoch")
     config = {
         "exported_by": f"{MARK} {__version__}",
@@ -143,7 +148,7 @@ def export_run(run: str | Path, fmt: str, out: str | Path, force: bool = False) 
         "weights": weights_file(fmt),
         "architecture": cfg.backbone.name,
         "backbone": cfg.backbone.model_dump(mode="json"),
-        "num_features": int(backbone(torch.zeros(1, 3, cfg.data.size, cfg.data.size)).shape[1]),
+        "num_features": _feature_dim(backbone, cfg.data.size),
         "input": {"size": cfg.data.size, "mean": list(cfg.augment.mean), "std": list(cfg.augment.std),
                   "preprocess": "RGB scaled to [0, 1], resized to size x size (bilinear, antialiased), "
                                 "normalised with mean and std"},
@@ -153,14 +158,33 @@ def export_run(run: str | Path, fmt: str, out: str | Path, force: bool = False) 
     }
     files = [weights_file(fmt), CONFIG] + ([CARD] if fmt == "hf" else [])
     config["files"] = files
-    out.mkdir(parents=True, exist_ok=True)
-    write_bytes(out / weights_file(fmt), _serialise(state, fmt))
-    write_text(out / CONFIG, json.dumps(config, indent=2) + "\n")
-    if fmt == "hf":
-        write_text(out / CARD, model_card(cfg, config, eval_results(checkpoint)))
-    for stale in set(earlier) - set(files):
-        (out / stale).unlink(missing_ok=True)
+    card = model_card(cfg, config, eval_results(checkpoint)) if fmt == "hf" else None
+    with _folder(out) as folder:
+        write_bytes(folder / weights_file(fmt), _serialise(state, fmt))
+        write_text(folder / CONFIG, json.dumps(config, indent=2) + "\n")
+        if card is not None:
+            write_text(folder / CARD, card)
+        for stale in set(earlier) - set(files):
+            (folder / stale).unlink(missing_ok=True)
     return Exported(out, files, config)
+
+
+@contextmanager
+def _folder(out: Path) -> Iterator[Path]:
+    """The folder to write the export to: ``out`` when it exists (``--force``), else a hidden sibling renamed to
+    ``out`` when the block succeeds (removed when it fails), so that ``out`` never holds half a new export."""
+    if out.exists():
+        yield out
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _libraries(backbone: BackboneConfig, fmt: str) -> list[str]:
@@ -211,6 +235,11 @@ def _check_build(lines: list[str], state: dict[str, torch.Tensor], backbone: nn.
         raise RuntimeError(f"the exported build code gives features {difference:.2e} away from the run's backbone")
 
 
+@torch.no_grad()
+def _feature_dim(backbone: nn.Module, size: int) -> int:
+    return int(backbone(torch.zeros(1, 3, size, size)).shape[1])
+
+
 def _serialise(state: dict[str, torch.Tensor], fmt: str) -> bytes:
     if fmt == "torchvision":
         buffer = io.BytesIO()
@@ -236,8 +265,16 @@ def eval_results(checkpoint: Path) -> dict[str, dict]:
     return results
 
 
-def _numbers(result: dict) -> dict[str, float]:
-    return {k: v for k, v in result.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+def _numbers(result: dict, prefix: str = "") -> dict[str, float]:
+    """The numbers of ``result`` by key, those of nested mappings as ``outer.inner`` (``selection`` and ``settings``
+    are shown apart)."""
+    numbers = {}
+    for key, value in result.items():
+        if isinstance(value, dict) and not (prefix == "" and key in ("selection", "settings")):
+            numbers.update(_numbers(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            numbers[f"{prefix}{key}"] = value
+    return numbers
 
 
 def _mapping_line(mapping: dict) -> str:
