@@ -28,7 +28,7 @@ def export(
     out: Path = typer.Option(..., "--out", help="New folder for the export."),
     force: bool = typer.Option(False, "--force", help="Replace an earlier export in --out."),
     push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", metavar="REPO",
-                                              help="Upload the hf folder to this Hub repository (needs sempairs[hub])."),
+                                              help="Upload the hf folder to this Hub repository (needs huggingface_hub and a login)."),
 ) -> None:
     """Export the backbone as a plain state dict with config.json: the exact code that builds and loads it."""
     from sempairs.trained.export import export_run, hub_api
