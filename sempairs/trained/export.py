@@ -17,7 +17,8 @@ build the matching module, the exact Python that builds it and loads the weights
 
 The checkpoint is read with ``weights_only=True`` and the results as JSON: nothing is unpickled.
 Before writing, the export runs its own build code, loads the weights strictly and checks that the
-built module gives the run backbone's features. Every file is written atomically.
+built module gives the run backbone's features. A new export is written in a hidden sibling folder
+renamed to ``out`` at the end; each file is written atomically.
 """
 
 from __future__ import annotations
