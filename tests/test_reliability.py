@@ -109,10 +109,11 @@ def test_a_pickled_payload_in_a_checkpoint_never_runs(tiny_cifar_zip, tmp_path):
     evil = tmp_path / "evil.ckpt"
     torch.save({"model": Payload(), "config": {}}, evil)
     for args in (("eval", "knn", evil, "--data", tiny_cifar_zip),
-                 ("pairs", "mine", tiny_cifar_zip, "--encoder", evil, "--out", tmp_path / "m.csv")):
+                 ("pairs", "mine", tiny_cifar_zip, "--encoder", evil, "--out", tmp_path / "m.csv"),
+                 ("export", evil, "--format", "timm", "--out", tmp_path / "export")):
         code, out = invoke(*args)
         assert code == 2 and "refused to load" in error_line(out) and str(evil) in error_line(out), out
-    assert not marker.exists()
+    assert not marker.exists() and not (tmp_path / "export").exists()
 
 
 def test_resuming_from_a_pickled_payload_never_runs_it(run_copy, tmp_path):

@@ -1,4 +1,4 @@
-"""The ``sempairs`` command line: datasets, pairs, train, eval, quickstart."""
+"""The ``sempairs`` command line: datasets, pairs, train, eval, export, quickstart."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import typer
 
 from sempairs.cli import eval as eval_commands
 from sempairs.cli import experiment as experiment_commands
+from sempairs.cli import export as export_commands
 from sempairs.cli import pairs as pairs_commands
 from sempairs.cli import review as review_commands
 from sempairs.cli.common import DownloadOpt, ErrorReportingGroup, console, fail
@@ -19,6 +20,7 @@ app.add_typer(pairs_commands.app, name="pairs")
 app.add_typer(eval_commands.app, name="eval")
 app.add_typer(review_commands.app, name="review")
 app.command()(experiment_commands.experiment)
+app.command()(export_commands.export)
 
 
 @app.command()
