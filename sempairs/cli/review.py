@@ -57,7 +57,7 @@ def review_start(
     """Start the review page for PAIRS.csv and print its URL; a restart resumes the review."""
     from sempairs.pairs import PairFileError
     from sempairs.review.app import create_app
-    from sempairs.review.server import bind, make_token, serve, url
+    from sempairs.review.server import bind, host_names, make_token, serve, url
     from sempairs.review.session import default_db, open_review
 
     store = load(data, split, root, False)
@@ -73,7 +73,7 @@ def review_start(
                   f"decided, {counts['unreviewed']} to go; decisions are saved in {db}", highlight=False, soft_wrap=True)
     console.print(f"open {url(sock, host, token)}   (Ctrl+C stops the server)", highlight=False, soft_wrap=True)
     console.file.flush()
-    serve(create_app(session, token), sock)
+    serve(create_app(session, token, host_names(host)), sock)
 
 
 @app.command("export")
