@@ -80,14 +80,15 @@ def test_an_existing_output_needs_force_and_an_input_is_never_overwritten(name, 
     (links / "soft").symlink_to(victim)
     for out_path in (victim, links / "hard", links / "soft"):
         code, out = invoke(*command(name, inputs, out_path), "--force")
-        assert code == 2 and "an input of this command, which it never overwrites (not even with --force)" in out, (out_path, out)
+        how = "is an input" if out_path == victim else f"is the same file as {victim}, an input"
+        assert code == 2 and f"{out_path} {how} of this command, which it never overwrites (not even with --force)" in out, out
     assert digest(victim) == before
 
 
 def test_no_output_goes_into_an_input_folder_or_over_another_output(inputs):
     record = inputs["run"] / "pairs.csv"
     code, out = invoke("pairs", "mine", inputs["zip"], "--encoder", inputs["run"], "--out", record, "--force")
-    assert code == 2 and f"is inside {inputs['run']}, an input of this command" in out, out
+    assert code == 2 and f"{record} is inside {inputs['run']}, an input folder of this command" in out, out
     assert record.read_text() == "the run's record"
     same = inputs["kept"].parent / "same.csv"
     code, out = invoke("pairs", "from-labels", inputs["zip"], "--out", same, "--match", same)

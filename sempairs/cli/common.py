@@ -90,21 +90,25 @@ class ErrorReportingGroup(TyperGroup):
                 fail(message)
 
 
-def _is_or_inside(out: Path, item: Path) -> bool:
-    """Whether writing ``out`` would write over ``item`` (a file, the same file by another name: a symbolic or hard
-    link) or into it (a folder)."""
-    if out.exists() and item.exists() and os.path.samefile(out, item):
-        return True
+def _overwrites(out: Path, item: Path) -> str | None:
+    """How writing ``out`` would write over ``item``: it is ``item``, the same file by another name (a symbolic or hard
+    link), or lies in ``item`` (a folder); None if it would not."""
     real_out, real_item = Path(os.path.realpath(out)), Path(os.path.realpath(item))  # (a link loop fails later, as ELOOP)
-    return real_out == real_item or (item.is_dir() and real_out.is_relative_to(real_item))
+    if real_out == real_item and out.absolute() == item.absolute():
+        return "is an input of this command"
+    if real_out == real_item or out.exists() and item.exists() and os.path.samefile(out, item):
+        return f"is the same file as {item}, an input of this command"
+    if item.is_dir() and real_out.is_relative_to(real_item):
+        return f"is inside {item}, an input folder of this command"
+    return None
 
 
 def check_not_input(out: Path, *inputs: str | Path | None) -> None:
     """Refuse (InputError) an ``out`` that is one of the command's ``inputs`` (also by a link) or lies in an input folder."""
     for item in inputs:
-        if item is not None and _is_or_inside(Path(out), Path(item)):
-            raise InputError(f"{out} is {'inside ' if Path(item).is_dir() else ''}{item}, an input of this command, which "
-                             "it never overwrites (not even with --force). Fix: choose another output path")
+        how = None if item is None else _overwrites(Path(out), Path(item))
+        if how:
+            raise InputError(f"{out} {how}, which it never overwrites (not even with --force). Fix: choose another output path")
 
 
 def check_output(out: Path | None, *inputs: str | Path | None, force: bool = False) -> None:
