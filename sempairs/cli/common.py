@@ -2,8 +2,9 @@
 
 Errors: a command lets the project's own errors (:class:`sempairs.errors.SempairsError`) and the
 OS errors users meet (permission denied, disk full, a folder or a missing file where a file is
-needed, and those in :data:`OS_FIXES`: a read-only file system, a name too long, ...) rise; :class:`ErrorReportingGroup` prints each as one line naming the file and the fix
-and exits with status 2. Any other exception is a bug and keeps its traceback (a ValueError, and a
+needed, and those in :data:`OS_FIXES`: a read-only file system, a name too long, ...) rise;
+:class:`ErrorReportingGroup` prints each as one line naming the file and the fix and exits
+with status 2. Any other exception is a bug and keeps its traceback (a ValueError, and a
 UnicodeDecodeError too: code that reads a user's text file turns a bad one into its own error,
 naming the file). Messages are never hard-wrapped (``soft_wrap``), so they read and grep the same
 at any terminal width.
