@@ -73,7 +73,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+        if isinstance(exc, OSError) and exc.filename in (None, str(tmp)) and exc.errno is not None:  # name the file to write
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     _fsync(path.parent, directory=True)

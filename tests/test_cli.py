@@ -83,7 +83,8 @@ SHARED_HELP = {"--data": "Labelled dataset (default: the run's).",
                "--root": "Folder holding (or to receive) the dataset.",
                "--download": "Download torchvision datasets if not found locally.",
                "--device": "cpu | cuda | auto",
-               "--out": "JSON file for the results (default: <run_dir>/eval/<protocol>.json)."}
+               "--out": "JSON file for the results (default: <run_dir>/eval/<protocol>.json).",
+               "--force": "Replace the output if it exists (never one of the command's inputs)."}
 OWN_HELP = {"knn": ("--temperature", "Vote temperature."), "linear": ("--augmented", "SGD on flip+crop views"),
             "fewshot": ("--per-class", "Labelled images per class"), "transfer": ("--data", "Datasets (repeatable)"),
             "detect": ("--norm", "frozen | batch: BatchNorm frozen"), "invariance": ("--probe", "Probes (repeatable"),

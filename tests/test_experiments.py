@@ -387,3 +387,30 @@ def test_a_named_axis_registered_from_outside_sets_the_cells_configs(tmp_path):
         assert cell.config.pairs.add_files == [str(cell.run_dir / "toy.csv")] and cell.added_sp == cell.run_dir / "toy.csv"
     with pytest.raises(ValueError, match="neither a dotted config key"):  # gone once unregistered
         ExperimentConfig(name="toy", axes={"lr_scale": [1]})
+
+
+def test_two_grids_of_one_name_at_once_lose_no_row_and_keep_experiment_yaml(tmp_path, monkeypatch):
+    import os
+
+    from sempairs.experiments.grid import read_results
+
+    a = ExperimentConfig(name="same", out_dir=str(tmp_path), axes={"train.seed": [0, 1]})
+    (tmp_path / "b.yaml").write_text(f"name: same\nout_dir: {tmp_path}\naxes: {{optim.lr: [0.1]}}\n")
+    seen = {}
+
+    def fake_cell(exp, cell, *args):
+        """Grid a's cells: while the first runs, grid b (same name, other axes) starts; before the second is
+        written, another writer adds a row to results.csv (as a grid on a file system without flock would)."""
+        if cell.config.train.seed == 0:
+            seen["b"] = CliRunner().invoke(app, ["experiment", str(tmp_path / "b.yaml")])
+        else:
+            write_rows(a.results_path, [*read_results(a.results_path).values(), {"cell": "other", "error": ""}])
+        return {"cell": cell.id, **cell.values, "error": "", "config_hash": cell_hash(cell)}
+
+    monkeypatch.setattr(grid, "run_cell", fake_cell)
+    rows = run_grid(a, log=lambda line: None)
+    assert seen["b"].exit_code == 2, seen["b"].output
+    assert f"is in use by another sempairs run (pid {os.getpid()}" in " ".join(seen["b"].output.split())
+    assert [r["cell"] for r in rows] == [c.id for c in expand(a)]
+    assert list(read_results(a.results_path)) == [*(c.id for c in expand(a)), "other"]   # no row lost
+    assert yaml.safe_load((a.directory / "experiment.yaml").read_text())["axes"] == {"train.seed": [0, 1]}

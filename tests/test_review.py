@@ -330,16 +330,52 @@ def test_server_off_loopback_refuses_requests_without_the_token(tiny_cifar_zip, 
     status, body, headers = fetch(server.url)
     assert status == 200 and b"sempairs review" in body
     cookie = headers["set-cookie"].split(";")[0]
+    secret = {"X-Sempairs-Secret": page_secret(body)}
     assert fetch(base + "api/image/0", headers={"Cookie": cookie})[0] == 200
-    status, body, _ = fetch(base + "api/decide", decision, headers={"X-Sempairs-Token": token, "Content-Type": "application/json"})
+    assert fetch(base + "api/decide", decision, headers={"X-Sempairs-Token": token})[0] == 403  # the token alone cannot write
+    status, body, _ = fetch(base + "api/decide", decision, headers={"X-Sempairs-Token": token, **secret})
     assert status == 200 and json.loads(body)["counts"]["accept"] == 1
     assert fetch(base + "api/image/100000", headers={"Cookie": cookie})[0] == 404
     for bad in ({**decision, "pair": 10}, {**decision, "request_id": ""}, {**decision, "decision": "maybe"}, {"pair": 0}):
-        status, body, _ = fetch(base + "api/decide", bad, headers={"Cookie": cookie})
+        status, body, _ = fetch(base + "api/decide", bad, headers={"Cookie": cookie, **secret})
         assert status == 400 and json.loads(body)["error"], bad
-    status, body, _ = fetch(base + "api/undo", {"undo": "x", "request_id": "y"}, headers={"Cookie": cookie})
+    status, body, _ = fetch(base + "api/undo", {"undo": "x", "request_id": "y"}, headers={"Cookie": cookie, **secret})
     assert status == 200 and json.loads(body)["counts"]["unreviewed"] == 10
-    assert fetch(base + "api/undo", {"undo": "x", "request_id": "z"}, headers={"Cookie": cookie})[0] == 409  # undone already
+    assert fetch(base + "api/undo", {"undo": "x", "request_id": "z"}, headers={"Cookie": cookie, **secret})[0] == 409  # undone already
+
+
+def page_secret(page: bytes) -> str:
+    """The per-session secret the review page carries (what its own script sends with each write)."""
+    return re.search(rb'name="sempairs-secret" content="([^"]+)"', page).group(1).decode()
+
+
+def test_server_refuses_foreign_host_origin_and_writes_without_the_secret(tiny_cifar_zip, tmp_path, servers):
+    store = load_dataset(tiny_cifar_zip)
+    pair_file = write_pairs(tmp_path / "p.csv", mixed_rows(store, 10, seed=0))
+    db = tmp_path / "p.sqlite"
+    server = servers(pair_file, "--data", tiny_cifar_zip, "--db", db, "--port", 0)   # loopback: no token
+    base, port = server.url, server.url.rsplit(":", 1)[1].strip("/")
+    status, page, _ = fetch(base)
+    secret = page_secret(page)
+    decision = {"pair": 0, "decision": "accept", "request_id": "x"}
+    own = {"X-Sempairs-Secret": secret}
+    for host in (f"evil.example:{port}", f"127.0.0.2:{port}", "attacker"):   # DNS rebinding: the page's own name
+        assert fetch(base + "api/queue", headers={"Host": host})[0] == 400, host
+        assert fetch(base + "api/decide", decision, headers={"Host": host, **own})[0] == 400, host
+    assert fetch(base + "api/queue", headers={"Host": f"localhost:{port}"})[0] == 200
+    foreign = [{"Origin": "http://127.0.0.1:1"}, {"Origin": "http://evil.example"}, {"Origin": "null"},
+               {"Sec-Fetch-Site": "same-site"}, {"Sec-Fetch-Site": "cross-site"}]
+    for headers in foreign:
+        assert fetch(base + "api/queue", headers=headers)[0] == 403, headers
+        assert fetch(base + "api/decide", decision, headers={**headers, **own})[0] == 403, headers
+    for headers in ({}, {"X-Sempairs-Secret": "guess"}, {"X-Sempairs-Secret": secret[:-1]}):
+        assert fetch(base + "api/decide", decision, headers=headers)[0] == 403, headers
+        assert fetch(base + "api/undo", {"undo": "x", "request_id": "y"}, headers=headers)[0] == 403, headers
+    with DecisionStore.existing(db) as check:
+        assert check.counts()["unreviewed"] == 10
+    status, body, _ = fetch(base + "api/decide", decision, headers={"Origin": base.rstrip("/"), **own})  # the page itself
+    assert status == 200 and json.loads(body)["counts"]["accept"] == 1
+    assert fetch(base, headers={"Sec-Fetch-Site": "cross-site"})[0] == 200   # a link from elsewhere opens the page
 
 
 def test_review_command_errors(tiny_cifar_zip, tmp_path):
@@ -562,3 +598,64 @@ def test_keys_filters_order_and_two_tabs(browser, tiny_cifar_zip, tmp_path, serv
         assert check.counts() == {"pairs": 40, "accept": 2, "reject": 1, "skip": 1, "unreviewed": 36}
     code, text = invoke("review", "stats", db, "--json")
     assert code == 0 and json.loads(text)["overall"]["accept"] == 2 and not any(tab.errors for tab in tabs), text
+
+
+ATTACK_PAGE = """<!doctype html><html><body>
+<form id="forged" method="POST" action="{target}api/decide" enctype="text/plain" target="sink">
+<input name='{{"pair": 1, "decision": "reject", "request_id": "form", "x": "' value='"}}'></form>
+<iframe name="sink" id="sink"></iframe>
+<script>
+window.results = {{}};
+const body = JSON.stringify({{pair: 0, decision: "accept", request_id: "nocors"}});
+async function attack() {{
+  const tries = {{
+    nocors: () => fetch("{target}api/decide", {{method: "POST", mode: "no-cors", body}}),
+    nocors_undo: () => fetch("{target}api/undo", {{method: "POST", mode: "no-cors", body: '{{"undo": "x", "request_id": "u"}}'}}),
+    cors: () => fetch("{target}api/decide", {{method: "POST", headers: {{"Content-Type": "application/json",
+                      "X-Sempairs-Secret": "guess"}}, body, credentials: "include"}}),
+    read_queue: () => fetch("{target}api/queue", {{credentials: "include"}}).then(r => r.text()),
+  }};
+  for (const [name, run] of Object.entries(tries)) {{
+    try {{ const r = await run(); window.results[name] = typeof r === "string" ? "read: " + r.slice(0, 40) : "sent"; }}
+    catch (e) {{ window.results[name] = "failed"; }}
+  }}
+  document.getElementById("sink").onload = () => {{ window.done = true; }};
+  document.getElementById("forged").submit();
+}}
+attack();
+</script></body></html>"""
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2"])   # no token (loopback) | a token, its cookie set
+def test_pages_of_another_origin_cannot_decide_or_read_in_chromium(browser, tiny_cifar_zip, tmp_path, servers, host):
+    import functools
+    import http.server
+
+    store = load_dataset(tiny_cifar_zip)
+    pair_file = write_pairs(tmp_path / "p.csv", many_pairs(store, 10))
+    db = tmp_path / "p.sqlite"
+    server = servers(pair_file, "--data", tiny_cifar_zip, "--db", db, "--host", host, "--port", 0, "--reviewer", "me")
+    target = server.url.split("?")[0]
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text(ATTACK_PAGE.format(target=target))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *args: None
+    attacker = http.server.ThreadingHTTPServer((host, 0), handler)   # same host, another port: another origin
+    threading.Thread(target=attacker.serve_forever, daemon=True).start()
+    try:
+        context = browser.new_context()
+        own = context.new_page()
+        own.goto(server.url)                  # the reviewer has the page open (with a token: its cookie is set)
+        own.wait_for_selector("#meta")
+        page = context.new_page()
+        page.goto(f"http://{host}:{attacker.server_address[1]}/index.html")
+        page.wait_for_function("window.done === true", timeout=30_000)
+        results = page.evaluate("window.results")
+        context.close()
+    finally:
+        attacker.shutdown()
+        attacker.server_close()
+    assert results["cors"] == "failed" and results["read_queue"] == "failed", results   # nothing readable
+    with DecisionStore.existing(db) as check:
+        assert check.counts()["unreviewed"] == 10 and check.reviewers() == {}, results

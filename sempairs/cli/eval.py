@@ -27,7 +27,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from sempairs.cli.common import DownloadOpt, RootOpt, check_output, console, fail, load
+from sempairs.cli.common import DownloadOpt, ForceOpt, RootOpt, check_output, console, fail, load
 from sempairs.errors import InputError
 
 app = typer.Typer(help="Evaluate a pretrained checkpoint.", no_args_is_help=True)
@@ -60,13 +60,16 @@ class Evaluation:
     data: Optional[str] = None
     root: Optional[str] = None
     download: bool = False
+    force: bool = False
 
     @classmethod
     def start(cls, checkpoint: Path, arch: Optional[str] = None, device: str = "auto", **options) -> Evaluation:
         """Start the clock, then load the backbone in ``checkpoint`` onto ``device``; ``options`` are the other fields
-        (the command's ``--out``, ``--data``, ``--root``, ``--download``)."""
+        (the command's ``--out``, ``--force``, ``--data``, ``--root``, ``--download``); an existing ``--out`` without
+        ``--force`` is refused before any work."""
         from sempairs.trained.loading import load_backbone
 
+        check_output(options.get("out"), checkpoint if checkpoint.is_file() else None, force=options.get("force", False))
         started = time.perf_counter()
         loaded = load_backbone(checkpoint, arch)
         loaded.module.to(_device(device))
@@ -110,7 +113,7 @@ class Evaluation:
         from sempairs.eval.results import result_path, write_result
 
         out = self.out or result_path(self.loaded.path, protocol)
-        check_output(out, self.loaded.path)
+        check_output(out, self.loaded.path, force=self.force or self.out is None)  # the protocol's own file is updated
         device = self.device
         timing = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                   "wall_seconds": round(time.perf_counter() - self.started, 2), "date": datetime.date.today().isoformat()}
@@ -127,13 +130,14 @@ CHECKPOINT = _parameter("checkpoint", Path, CheckpointArg)
 DATA = _parameter("data", Optional[str], DataOpt)
 ARCH = _parameter("arch", Optional[str], ArchOpt)
 DATASET_FOLDER = (_parameter("root", Optional[str], RootOpt), _parameter("download", bool, DownloadOpt))
-DEVICE_OUT = (_parameter("device", str, DeviceOpt), _parameter("out", Optional[Path], OutOpt))
+DEVICE_OUT = (_parameter("device", str, DeviceOpt), _parameter("out", Optional[Path], OutOpt),
+              _parameter("force", bool, ForceOpt))
 
 
 def evaluation_command(name: str, data: bool = True, dataset_folder: bool = True):
     """Register ``function(run: Evaluation, **own_options)`` as ``sempairs eval NAME``. Its options, in this order in
     ``--help``: the checkpoint argument, ``--data`` (if ``data``), the function's own, ``--arch``, ``--root`` and
-    ``--download`` (if ``dataset_folder``), ``--device``, ``--out``. The command loads the backbone and calls it."""
+    ``--download`` (if ``dataset_folder``), ``--device``, ``--out``, ``--force``. The command loads the backbone and calls it."""
 
     def register(function):
         own = [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
@@ -417,12 +421,16 @@ def _read_shift(path: Path) -> dict:
                          "Fix: give the eval/shift.json that sempairs eval shift wrote") from None
 
 
+SHIFT_COMPARE = "shift_compare"  # the name of the files shift-compare writes
+
+
 @app.command("shift-compare")
 def eval_shift_compare(
     results: list[Path] = typer.Argument(..., help="Shift results: eval/shift.json files, run directories or checkpoints."),
     out: Path = typer.Option(..., help="Folder for shift_compare.png and shift_compare.csv."),
     label: Optional[list[str]] = typer.Option(None, help="Legend labels, one per result (default: the run names)."),
     metric: str = typer.Option("knn", help="knn | linear"),
+    force: bool = ForceOpt,
 ) -> None:
     """Grouped bars of several checkpoints' accuracy per corruption (from their ``eval shift`` results)."""
     from sempairs.eval.shift_plots import shift_comparison
@@ -431,13 +439,15 @@ def eval_shift_compare(
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         fail(f"no shift results at {', '.join(missing)}. Fix: run sempairs eval shift on those checkpoints first")
+    for written in (out / f"{SHIFT_COMPARE}.png", out / f"{SHIFT_COMPARE}.csv"):
+        check_output(written, *files, force=force)
     if label and len(label) != len(files):
         fail(f"give one --label per result ({len(files)}), got {len(label)}")
     loaded = [_read_shift(f) for f in files]
     names = label or [_run_name(Path(r["checkpoint"])) if "checkpoint" in r else f.stem for r, f in zip(loaded, files)]
     if len(set(names)) < len(names):
         names = [str(f) for f in files]
-    png = shift_comparison(loaded, names, out, metric)
+    png = shift_comparison(loaded, names, out, metric, SHIFT_COMPARE)
     rows = [[n, *(_or_dash(r["summary"].get(f"{metric}_{key}")) for key in SHIFT_SUMMARY)] for n, r in zip(names, loaded)]
     _table(f"{metric} top-1 % under corruption", ["checkpoint", "clean %", "mean corrupted %", "drop", "occlusion %"], rows)
     console.print(f"plot: {png} (numbers: {png.with_suffix('.csv')})")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from sempairs.cli.common import DatasetArg, DownloadOpt, RootOpt, SplitOpt, check_output, console, fail, load
+from sempairs.cli.common import DatasetArg, DownloadOpt, ForceOpt, RootOpt, SplitOpt, check_output, console, fail, load
+from sempairs.errors import InputError
 
 app = typer.Typer(help="Build, check, mine and summarise pair files.", no_args_is_help=True)
 
@@ -37,12 +39,15 @@ def pairs_from_labels_cmd(
     split: str = SplitOpt,
     root: Optional[str] = RootOpt,
     download: bool = DownloadOpt,
+    force: bool = ForceOpt,
 ) -> None:
     """Semantic pairs of two different images of one class, from the dataset's labels."""
     from sempairs.pairs import matched_augmented, pairs_from_labels
 
-    check_output(out, dataset)
-    check_output(match, dataset)
+    if match is not None and os.path.realpath(match) == os.path.realpath(out):
+        raise InputError(f"--match {match} is the --out file. Fix: give the matched set its own file")
+    check_output(out, dataset, force=force)
+    check_output(match, dataset, force=force)
     store = load(dataset, split, root, download)
     if store.labels is None:
         fail(f"{store.source} ({split}) has no labels; use `pairs mine` or a curated pair file")
@@ -62,11 +67,12 @@ def pairs_augmented_cmd(
     split: str = SplitOpt,
     root: Optional[str] = RootOpt,
     download: bool = DownloadOpt,
+    force: bool = ForceOpt,
 ) -> None:
     """Augmented pairs: two views of every image of the split."""
     from sempairs.pairs import augmented_pairs
 
-    check_output(out, dataset)
+    check_output(out, dataset, force=force)
     store = load(dataset, split, root, download)
     pairs = augmented_pairs(len(store), labels=store.labels, meta={"dataset": dataset, "split": split})
     pairs.save(out, store=store)
@@ -140,6 +146,7 @@ def pairs_mine_cmd(
     split: str = SplitOpt,
     root: Optional[str] = RootOpt,
     download: bool = DownloadOpt,
+    force: bool = ForceOpt,
 ) -> None:
     """SePP-ID semantic sampler: pairs of nearest neighbours in a pretrained encoder's embedding."""
     from sempairs.trained.loading import load_backbone
@@ -147,7 +154,7 @@ def pairs_mine_cmd(
 
     if backend not in ("auto", "torch", "faiss"):
         fail(f"--backend {backend}: use auto, torch or faiss")
-    check_output(out, dataset, encoder)
+    check_output(out, dataset, encoder, force=force)
     enc = load_backbone(encoder, arch)
     size = size or enc.size
     store = load(dataset, split, root, download, size)

@@ -15,7 +15,7 @@ import typer
 from rich.table import Column, Table
 from typer.core import TyperGroup
 
-from sempairs.cli.common import RootOpt, SplitOpt, console, fail, load
+from sempairs.cli.common import ForceOpt, RootOpt, SplitOpt, check_not_input, check_output, console, fail, load
 
 START = "start"
 
@@ -57,11 +57,12 @@ def review_start(
     """Start the review page for PAIRS.csv and print its URL; a restart resumes the review."""
     from sempairs.pairs import PairFileError
     from sempairs.review.app import create_app
-    from sempairs.review.server import bind, make_token, serve, url
+    from sempairs.review.server import bind, host_names, make_token, serve, url
     from sempairs.review.session import default_db, open_review
 
     store = load(data, split, root, False)
     db = db or default_db(pairs)
+    check_not_input(db, pairs, data)  # an existing database is resumed; never one of the command's inputs
     try:
         session = open_review(pairs, store, db, reviewer, data)
     except PairFileError as exc:
@@ -73,7 +74,7 @@ def review_start(
                   f"decided, {counts['unreviewed']} to go; decisions are saved in {db}", highlight=False, soft_wrap=True)
     console.print(f"open {url(sock, host, token)}   (Ctrl+C stops the server)", highlight=False, soft_wrap=True)
     console.file.flush()
-    serve(create_app(session, token), sock)
+    serve(create_app(session, token, host_names(host)), sock)
 
 
 @app.command("export")
@@ -81,11 +82,12 @@ def review_export(
     db: Path = DbArg,
     out: Path = typer.Option(..., "--out", "-o", help="Pair CSV file to write (source `reviewed`)."),
     keep: str = typer.Option("accepted", help="accepted | accepted+unreviewed (skipped pairs count as unreviewed)."),
-    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+    force: bool = ForceOpt,
 ) -> None:
     """Write the kept pairs as a pair file for `pairs check` and `train` (pairs.add_files=[FILE])."""
     from sempairs.review.export import export_review
 
+    check_output(out, db, force=force)
     path, header = export_review(db, out, keep, force)
     c = header["counts"]
     console.print(f"wrote {c['exported']} pairs to {path} (--keep {keep}; of {c['pairs']}: {c['accept']} accepted, "

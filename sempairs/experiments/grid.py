@@ -14,7 +14,10 @@ drops every cell with those two values.
 Everything lives in ``<out_dir>/<name>/``: ``runs/<cell>/`` (each cell's run), ``results.csv``,
 ``report.md`` and ``plots/``; each run's ``history.csv`` holds its metrics per epoch. ``run_grid`` trains the cells one after the other, resumes a
 half-trained cell from its checkpoint, skips cells whose results row exists, and rewrites
-``results.csv`` atomically after each cell, so a killed grid continues where it stopped.
+``results.csv`` atomically after each cell, so a killed grid continues where it stopped. A grid
+holds the lock of its folder (:mod:`sempairs.runlock`) while it runs: a second grid of the same
+name fails at once, naming the holder; each write merges the cell's row into the file as it is
+then (never a copy read earlier), so no row written meanwhile is lost.
 
 A cell's identity is its id (the axis values) and its ``config_hash``: a hash of the fully
 resolved run config and of the contents of the pair files it reads (:func:`cell_hash`). A
@@ -48,6 +51,7 @@ from sempairs.experiments.axes import AXES
 from sempairs.experiments.axes.pairs import PAIRS_AXIS
 from sempairs.experiments.evaluations import EVALUATORS
 from sempairs.experiments.generated import ADDED_SP_FILE, MINED_FILE, MiningSettings, mined_columns, write_added_sp, write_mined
+from sempairs.runlock import run_lock
 from sempairs.train import TrainingStopped, train
 from sempairs.trained.checkpoint import LAST
 from sempairs.train.loop import resolve_precision, uses_cuda
@@ -366,19 +370,27 @@ def run_grid(
                                     "it a new name") from None
     if _writes_files():
         exp.directory.mkdir(parents=True, exist_ok=True)
-        write_text(exp.directory / "experiment.yaml", yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False))
-    rows = read_results(exp.results_path)
-    metrics = list(exp.metrics())
-    order = sorted(range(len(cells)), key=lambda k: cells[k].encoder is not None)  # encoders train before their miners
-    for i, cell in ((k + 1, cells[k]) for k in order):
-        if is_done(rows.get(cell.id), cell, metrics, exp.mining):
-            log(f"[{i}/{len(cells)}] {cell.id}: done, skipped")
-            continue
-        log(f"[{i}/{len(cells)}] {cell.id} -> {cell.run_dir}")
-        rows[cell.id] = run_cell(exp, cell, callbacks, progress)
-        if rows[cell.id]["error"]:
-            log(f"[{i}/{len(cells)}] {cell.id} stopped: {rows[cell.id]['error']}")
-        order = [c.id for c in cells if c.id in rows] + [k for k in rows if k not in {c.id for c in cells}]
+    with run_lock(exp.directory, take=_writes_files()):
         if _writes_files():
-            write_rows(exp.results_path, [rows[k] for k in order])
+            write_text(exp.directory / "experiment.yaml", yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False))
+        rows = read_results(exp.results_path)
+        metrics = list(exp.metrics())
+        order = sorted(range(len(cells)), key=lambda k: cells[k].encoder is not None)  # encoders train before their miners
+        for i, cell in ((k + 1, cells[k]) for k in order):
+            if is_done(rows.get(cell.id), cell, metrics, exp.mining):
+                log(f"[{i}/{len(cells)}] {cell.id}: done, skipped")
+                continue
+            log(f"[{i}/{len(cells)}] {cell.id} -> {cell.run_dir}")
+            row = run_cell(exp, cell, callbacks, progress)
+            if row["error"]:
+                log(f"[{i}/{len(cells)}] {cell.id} stopped: {row['error']}")
+            rows = {**read_results(exp.results_path), cell.id: row}  # the file as it is now, not as it was read before
+            if _writes_files():
+                write_rows(exp.results_path, [rows[k] for k in _results_order(cells, rows)])
     return [rows[c.id] for c in cells if c.id in rows]
+
+
+def _results_order(cells: Sequence[Cell], rows: dict[str, dict[str, str]]) -> list[str]:
+    """The cell ids of ``rows`` as results.csv lists them: the grid's cells in grid order, then rows of other cells."""
+    ids = [c.id for c in cells]
+    return [k for k in ids if k in rows] + [k for k in rows if k not in set(ids)]

@@ -6,6 +6,13 @@ Routes: ``/`` (the page), ``/static/*`` (its JS and CSS, shipped with the packag
 (JPEG of a dataset image: only images of the dataset store can be named, by index).
 With a token every request must carry it (``?token=``, the ``X-Sempairs-Token`` header, or the
 cookie that the page sets on its first visit with ``?token=``).
+
+Other web pages open in the reviewer's browser are refused in every mode: a Host header that
+does not name this server (a DNS-rebinding page) gets 400; an ``/api/`` request or a write sent
+by another origin (``Origin`` or ``Sec-Fetch-Site`` say so; another port is another origin) gets
+403; and every write must carry the per-session secret written into the page
+(``X-Sempairs-Secret``), which a form or a no-cors ``fetch`` cannot send and another origin
+cannot read.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ from importlib import resources
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -30,6 +39,37 @@ from sempairs.review.store import ReviewError, UndoConflict
 
 STATIC = resources.files("sempairs.review") / "static"
 TOKEN_HEADER = "x-sempairs-token"
+SECRET_HEADER = "x-sempairs-secret"
+SECRET_MARK = "SEMPAIRS_SECRET"  # the placeholder in index.html that the session's secret replaces
+READS = ("GET", "HEAD")
+
+
+class SameOriginGuard:
+    """ASGI middleware: refuse (403) an ``/api/`` request or a write that another origin's page sent, and a write
+    without ``secret`` in its ``X-Sempairs-Secret`` header (the Host header is checked before, by Starlette's
+    TrustedHostMiddleware)."""
+
+    def __init__(self, app, secret: str):
+        self.app, self.secret = app, secret
+
+    def refusal(self, scope) -> str | None:
+        """Why the request is refused, or None."""
+        write = scope["method"] not in READS
+        if not (write or scope["path"].startswith("/api/")):
+            return None  # the page and its files: opening the URL from a link elsewhere is fine
+        headers = Headers(scope=scope)
+        origin, site = headers.get("origin"), headers.get("sec-fetch-site")
+        if origin is not None and origin != f"http://{headers.get('host')}" or site not in (None, "same-origin", "none"):
+            return "forbidden: a request from another web page"
+        if write and not secrets.compare_digest(headers.get(SECRET_HEADER, "").encode(), self.secret.encode()):
+            return "forbidden: a write without the page's secret (reload the review page)"
+        return None
+
+    async def __call__(self, scope, receive, send):
+        problem = self.refusal(scope) if scope["type"] == "http" else None
+        if problem:
+            return await PlainTextResponse(problem, 403)(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 class TokenGuard:
@@ -79,9 +119,12 @@ def _float(params, key: str) -> float | None:
     return value
 
 
-def create_app(session: ReviewSession, token: str | None = None) -> Starlette:
-    """The review app for ``session``; with ``token``, every request must carry it."""
+def create_app(session: ReviewSession, token: str | None = None, hosts: list[str] | tuple[str, ...] = ("*",)) -> Starlette:
+    """The review app for ``session``, answering requests whose Host header names one of ``hosts``; with ``token``,
+    every request must carry it; only its own page can write (see the module docstring)."""
     store, pairs, db = session.store, session.pairs, session.decisions
+    secret = secrets.token_urlsafe(16)
+    page = (STATIC / "index.html").read_text(encoding="utf-8").replace(SECRET_MARK, secret)
     rows = db.pairs()
     images = ImageRenderer(store)
 
@@ -95,7 +138,7 @@ def create_app(session: ReviewSession, token: str | None = None) -> Starlette:
         }
 
     async def index(request: Request) -> Response:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     async def info(request: Request) -> Response:
         scores = [r["score"] for r in rows if r["score"] is not None]
@@ -162,6 +205,8 @@ def create_app(session: ReviewSession, token: str | None = None) -> Starlette:
         ],
         exception_handlers={ReviewError: refused},
     )
+    app.add_middleware(SameOriginGuard, secret=secret)
     if token is not None:
         app.add_middleware(TokenGuard, token=token)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(hosts), www_redirect=False)
     return app

@@ -1,4 +1,5 @@
-"""Serving the review app: bind the address, make a token unless it is this machine's loopback, run uvicorn."""
+"""Serving the review app: bind the address, make a token unless it is this machine's loopback, name the Host
+headers it answers, run uvicorn."""
 
 from __future__ import annotations
 
@@ -10,11 +11,21 @@ import uvicorn
 from sempairs.review.store import ReviewError
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+ANY_ADDRESS = ("0.0.0.0", "::", "")
 
 
 def make_token(host: str) -> str | None:
     """A random token for any address but 127.0.0.1/localhost/::1 (None there: nobody else can connect)."""
     return None if host in LOCAL_HOSTS else secrets.token_urlsafe(16)
+
+
+def host_names(host: str) -> list[str]:
+    """The names a request's Host header may give for a server listening on ``host``: the loopback names for
+    loopback, ``host`` itself otherwise, and any name (``*``) for a wildcard address, where the token guards."""
+    if host in ANY_ADDRESS:
+        return ["*"]
+    names = LOCAL_HOSTS if host in LOCAL_HOSTS else (host,)
+    return [f"[{name}]" if ":" in name else name for name in names]
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -28,9 +28,12 @@ function toast(text, error = false) {
   toast.timer = setTimeout(() => { el.className = ""; }, error ? 6000 : 2500);
 }
 
+// Every write carries the session's secret, which the server wrote into this page (no other page can send it).
+const SECRET = document.querySelector('meta[name="sempairs-secret"]').content;
+
 async function api(path, body) {
   const options = body === undefined ? {} : {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    method: "POST", headers: { "Content-Type": "application/json", "X-Sempairs-Secret": SECRET }, body: JSON.stringify(body),
   };
   const response = await fetch(path, options);
   const data = await response.json().catch(() => ({}));
