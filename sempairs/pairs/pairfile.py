@@ -14,7 +14,9 @@ optional columns; an empty ``score`` means "no score" (a literal ``nan`` or ``in
 Lines starting with ``#`` before the header carry provenance as JSON; its ``data`` entry (split,
 class names, image count of the dataset the file was built on) lets a reader refuse a file built
 for another dataset. Files written by sempairs are UTF-8; a reader also takes what spreadsheets
-save (UTF-8 with a byte-order mark, UTF-16 with one, Windows-1252 / Latin-1).
+save (UTF-8 with a byte-order mark, UTF-16 with one, Windows-1252 / Latin-1). Text cells that a
+spreadsheet would run as a formula are written with a leading ``'`` and read back without it
+(:func:`sempairs.csvio.escape_cell`), so every id and class name reads back as written.
 
 What the cells mean for a dataset (ids, classes, scores) is checked by :mod:`sempairs.pairs.check`.
 """
