@@ -116,7 +116,7 @@ def test_read_pair_file_gives_provenance_header_and_numbered_rows(tmp_path):
                     encoding="cp1252")
     raw = read_pair_file(path)
     assert raw.meta == {"builder": "x"} and raw.header == list(COLUMNS)
-    assert raw.rows == [(5, ["0", "1", "", "", ""]), (7, ["2", "3", "dog", "0.5", "mined"])]
+    assert raw.rows == [(5, [" 0 ", " 1", "", "", ""]), (7, ["2", "3", "dog", "0.5", "mined"])]  # cells as written
     path.write_bytes("anchor,positive\ncaf\u00e9,1\n".encode("cp1252"))
     assert read_pair_file(path).meta == {"encoding": "cp1252"}
     with pytest.raises(PairFileError, match="does not exist"):

@@ -137,7 +137,7 @@ def pairs_mine_cmd(
     mutual: bool = typer.Option(False, "--mutual", help="Keep only mutual nearest neighbours."),
     anchors: Optional[int] = typer.Option(None, help="Mine for this many random anchors (default: every image)."),
     seed: int = typer.Option(0, help="Seed for choosing the anchors."),
-    duplicate_threshold: float = typer.Option(0.99, help="Skip (and count) neighbours at least this similar: near-duplicates."),
+    duplicate_threshold: float = typer.Option(0.99, help="Skip (and count) neighbours at least this similar, and byte-identical images: near-duplicates."),
     backend: str = typer.Option("auto", help="auto | torch | faiss"),
     arch: Optional[str] = typer.Option(None, help="Architecture of a plain weights file (resnet18, resnet50, timm name)."),
     size: Optional[int] = typer.Option(None, help="Encoder input size in pixels (default: the checkpoint's; 224 or the timm default for plain weights)."),
@@ -150,17 +150,22 @@ def pairs_mine_cmd(
 ) -> None:
     """SePP-ID semantic sampler: pairs of nearest neighbours in a pretrained encoder's embedding."""
     from sempairs.trained.loading import load_backbone
-    from sempairs.pairs.mine import embed, mine_pairs
+    from sempairs.pairs.mine import check_similarity, embed, mine_pairs
 
     if backend not in ("auto", "torch", "faiss"):
         fail(f"--backend {backend}: use auto, torch or faiss")
+    check_similarity("--threshold", threshold)
+    check_similarity("--duplicate-threshold", duplicate_threshold)
+    if arch is not None and encoder.is_dir():
+        fail(f"--encoder {encoder} is a run folder, whose checkpoint records its architecture; --arch {arch} names the "
+             "architecture of a plain weights file. Fix: drop --arch, or give the weights file")
     check_output(out, dataset, encoder, force=force)
     enc = load_backbone(encoder, arch)
     size = size or enc.size
     store = load(dataset, split, root, download, size)
     emb = embed(store, enc, size, enc.mean, enc.std, device, batch_size)
     try:
-        pairs = mine_pairs(emb, k, threshold, mutual, anchors, duplicate_threshold, backend, seed=seed,
+        pairs = mine_pairs(emb, k, threshold, mutual, anchors, duplicate_threshold, backend, seed=seed, images=store.images,
                            meta={"encoder": str(encoder), "encoder_arch": enc.arch, "encoder_size": size,
                                  "dataset": dataset, "split": split})
     except ImportError as exc:  # --backend faiss without faiss installed

@@ -13,6 +13,7 @@ import functools
 import io
 import multiprocessing
 import os
+import unicodedata
 import zipfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -35,6 +36,36 @@ _PARALLEL_MIN_IMAGES = 2000
 
 class DataError(SempairsError, ValueError):
     """A dataset on disk that cannot be read as asked; the message names the file and the fix."""
+
+
+# --------------------------------------------------------------------------- class names
+
+
+def class_key(name: str) -> str:
+    """What a class name reads as: NFC-normalised, without surrounding whitespace (two names with one key print alike)."""
+    return unicodedata.normalize("NFC", name).strip()
+
+
+def check_class_names(names: Sequence[str], where: str) -> None:
+    """Refuse class names a pair file, a table or a terminal cannot tell apart or show on one line.
+
+    Every other name is kept exactly as found (spaces, quotes, commas, either Unicode form), and
+    the CSV writers quote and escape it. Refused, naming the name and the fix: an empty or
+    whitespace-only name, one holding a control character (newline, tab, ...), and two names that
+    differ only by Unicode normal form or surrounding whitespace.
+    """
+    seen: dict[str, str] = {}
+    for name in names:
+        if not class_key(name):
+            raise DataError(f"{where}: class name {name!r} is empty or only whitespace. Fix: rename that class (its folder or class_names entry)")
+        control = next((c for c in name if unicodedata.category(c) == "Cc"), None)
+        if control is not None:
+            raise DataError(f"{where}: class name {name!r} holds the control character {control!r}, which a pair file "
+                            "or a terminal line cannot show. Fix: rename that class (its folder or class_names entry) without it")
+        other = seen.setdefault(class_key(name), name)
+        if other != name:
+            raise DataError(f"{where}: class names {other!r} and {name!r} differ only by Unicode normal form or surrounding "
+                            "spaces, so they print the same. Fix: rename one of the two classes")
 
 
 # --------------------------------------------------------------------------- selection
@@ -289,6 +320,7 @@ def _plan_layout(paths: Sequence[str], split: str, where: str) -> tuple[list[str
     # classes are numbered over all splits, so that a label means the same class in every split
     class_names = sorted({p.split("/")[1] for p in paths if p.count("/") >= 2 and p.split("/", 1)[0] in tops & SPLIT_NAMES}
                          | set(own)) if prefix else own
+    check_class_names(class_names, where)
     index = {name: i for i, name in enumerate(class_names)}
     keyed = sorted((index[r.split("/", 1)[0]], r) for r in rel)
     return [prefix + r for _, r in keyed], np.array([c for c, _ in keyed], dtype=np.int64), class_names
@@ -437,7 +469,9 @@ def read_npz(path: str | Path, split: str = "train", size: int | None = None) ->
         images = _check_images(_npz_get(data, image_key, where), where, image_key)
         labels = _check_labels(_npz_get(data, label_key, where), len(images), where, label_key) if label_key in keys else None
         names = [str(s) for s in _npz_get(data, "class_names", where)] if "class_names" in keys else None
-    if names is None:
+    if names is not None:
+        check_class_names(names, where)
+    else:
         names = [] if labels is None else [str(i) for i in range(int(labels.max()) + 1 if len(labels) else 0)]
     if labels is not None and len(labels) and labels.max() >= len(names):
         row = int(np.argmax(labels))

@@ -50,7 +50,7 @@ def write_mined(cfg: RunConfig, path: Path, encoder_run: Path, mining: MiningSet
     encoder = load_backbone(encoder_run)
     features = embed(store, encoder, encoder.size, encoder.mean, encoder.std, batch_size=cfg.features.batch_size)
     pairs = mine_pairs(features, k=mining.k, threshold=mining.threshold, mutual=mining.mutual,
-                       duplicate_threshold=mining.duplicate_threshold, seed=cfg.train.seed,
+                       duplicate_threshold=mining.duplicate_threshold, seed=cfg.train.seed, images=store.images,
                        meta={"encoder": str(encoder.path)})
     path.parent.mkdir(parents=True, exist_ok=True)
     pairs.save(path, store=store)

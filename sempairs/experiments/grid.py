@@ -28,7 +28,6 @@ checkpoint cannot be resumed with the new config is refused before any cell is t
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import itertools
 import json
@@ -46,7 +45,7 @@ from pydantic import ValidationError, field_validator, model_validator
 
 from sempairs.atomic import write_text
 from sempairs.config import ConfigError, RunConfig, _describe, load_config, plain_name, read_yaml_mapping
-from sempairs.csvio import write_rows
+from sempairs.csvio import read_rows, write_rows
 from sempairs.experiments.axes import AXES
 from sempairs.experiments.axes.pairs import PAIRS_AXIS
 from sempairs.experiments.evaluations import EVALUATORS
@@ -262,8 +261,7 @@ def read_results(path: Path) -> dict[str, dict[str, str]]:
     """The rows of a results CSV by cell id (empty if there is none yet)."""
     if not path.exists():
         return {}
-    with open(path, newline="") as f:
-        return {row["cell"]: row for row in csv.DictReader(f)}
+    return {row["cell"]: row for row in read_rows(path)}
 
 
 def cell_hash(cell: Cell, mining: MiningSettings | None = None) -> str:

@@ -14,7 +14,6 @@ Bars and points are means over the seed axis; error bars are the sample standard
 
 from __future__ import annotations
 
-import csv
 import math
 import json
 import textwrap
@@ -27,6 +26,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from sempairs.csvio import read_rows
 from sempairs.plotting import save_plot
 from sempairs.trained.features import extract_features
 from sempairs.experiments.axes.pairs import PAIR_FILE_KINDS, PAIRS_AXIS, split_pair_terms
@@ -197,8 +197,7 @@ def _logged_points(row: dict[str, str], metric: str) -> list[tuple[float, float]
     points = {}
     history = Path(row["run_dir"]) / HISTORY
     if history.exists():
-        with open(history, newline="") as f:
-            points = {float(h["epoch"]): float(h[metric]) for h in csv.DictReader(f) if h.get(metric)}
+        points = {float(h["epoch"]): float(h[metric]) for h in read_rows(history) if h.get(metric)}
     points[float(row["epochs"])] = float(row[metric])
     return sorted(points.items())
 

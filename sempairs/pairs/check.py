@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sempairs.data.sources import class_key
 from sempairs.data.store import ImageStore
 from sempairs.pairs.pairfile import COLUMNS, REQUIRED, PairFileError, PairProblem, RawPairFile, read_pair_file
 from sempairs.pairs.pairset import AUGMENTED, PairSet
@@ -70,17 +71,24 @@ def _identity_problem(meta: dict, store: ImageStore) -> PairProblem | None:
     return None
 
 
+def _spellings(text: str) -> list[str]:
+    """A cell as written, then as typed by hand: without surrounding spaces, NFC-normalised (first match wins)."""
+    return list(dict.fromkeys((text, text.strip(), class_key(text))))
+
+
 def _resolve(value: str, store: ImageStore) -> tuple[int | None, str | None]:
     """Image index for an id or integer index, or an error message."""
-    idx = store.index_of(value)
-    if idx is not None:
-        return idx, None
+    for spelling in _spellings(value):
+        idx = store.index_of(spelling)
+        if idx is not None:
+            return idx, None
+    value = value.strip()
     if value.lstrip("-").isdigit():
         i = int(value)
         if 0 <= i < len(store):
             return i, None
         return None, f"index {i} is out of range (the dataset has {len(store)} images, 0..{len(store) - 1})"
-    return None, f"image '{value}' is not in the dataset"
+    return None, f"image {value!r} is not in the dataset"
 
 
 class _RowReader:
@@ -90,6 +98,7 @@ class _RowReader:
         self.header, self.store, self.default_source = header, store, default_source
         self.col = {name: header.index(name) for name in header}
         self.classes = {n: i for i, n in enumerate(store.class_names)}
+        self.classes.update({class_key(n): i for n, i in self.classes.items() if class_key(n) not in self.classes})
 
     def read(self, lineno: int, cells: list[str]) -> tuple[_Pair | None, list[PairProblem]]:
         """The row as a pair, or None and the problems of its cells (their count, images, label, score)."""
@@ -104,7 +113,7 @@ class _RowReader:
         problems = [p for p in (anchor_problem, positive_problem, label_problem, score_problem) if p is not None]
         if problems:
             return None, problems
-        return _Pair(lineno, anchor, positive, label, score, get("source") or self.default_source), []
+        return _Pair(lineno, anchor, positive, label, score, get("source").strip() or self.default_source), []
 
     def _image(self, lineno: int, role: str, value: str) -> tuple[int | None, PairProblem | None]:
         store = self.store
@@ -116,19 +125,20 @@ class _RowReader:
 
     def _label(self, lineno: int, text: str) -> tuple[int, PairProblem | None]:
         """The class index of a class name or integer; -1 for an empty cell."""
-        if not text:
+        if not text.strip():
             return -1, None
-        if text in self.classes:
-            return self.classes[text], None
-        if text.lstrip("-").isdigit() and 0 <= int(text) < len(self.store.class_names):
+        for spelling in _spellings(text):
+            if spelling in self.classes:
+                return self.classes[spelling], None
+        if text.strip().isdigit() and int(text) < len(self.store.class_names):
             return int(text), None
-        return -1, PairProblem(lineno, f"label '{text}' is not a class of the dataset",
+        return -1, PairProblem(lineno, f"label {text!r} is not a class of the dataset",
                                f"use one of {self.store.class_names[:10]} or leave it empty")
 
 
 def _score(lineno: int, text: str) -> tuple[float, PairProblem | None]:
     """A finite number; NaN for an empty cell."""
-    if not text:
+    if not text.strip():
         return float("nan"), None
     try:
         score = float(text)

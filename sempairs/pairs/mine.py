@@ -10,6 +10,9 @@ cross classes (their precision is measured by :mod:`sempairs.pairs.report`). Tra
 
 from __future__ import annotations
 
+import hashlib
+import math
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -54,12 +57,33 @@ def choose_anchors(num_images: int, anchors=None, seed: int = 0) -> np.ndarray:
     return idx
 
 
-def _neighbours(emb: torch.Tensor, queries: np.ndarray, k: int, depth: int, duplicate_threshold, backend):
-    """Each query's k nearest non-duplicate neighbours: (row, neighbour, score) arrays, and its near-duplicates."""
+def check_similarity(name: str, value: float | None) -> None:
+    """Refuse a cosine-similarity bound (``threshold``, ``duplicate_threshold``) that is not a number in -1..1."""
+    if value is not None and not (math.isfinite(value) and -1 <= value <= 1):
+        raise InputError(f"{name}={value}: a cosine similarity is a number from -1 to 1. Fix: give one in that range")
+
+
+def image_groups(images: np.ndarray) -> np.ndarray:
+    """Per image, the index of the first image with the same pixels (byte-identical images share one group)."""
+    first: dict[bytes, int] = {}
+    return np.array([first.setdefault(hashlib.sha256(np.ascontiguousarray(img).tobytes()).digest(), i)
+                     for i, img in enumerate(images)], dtype=np.int64)
+
+
+def _neighbours(emb: torch.Tensor, queries: np.ndarray, k: int, depth: int, duplicate_threshold, backend, groups):
+    """Each query's k nearest non-duplicate neighbours: (row, neighbour, score) arrays, and its near-duplicates.
+
+    Near-duplicates are neighbours at cosine >= ``duplicate_threshold`` and, with ``groups``, the
+    byte-identical images (whose float cosine may fall just short of 1).
+    """
     q = emb if len(queries) == len(emb) else emb[torch.from_numpy(queries).to(emb.device)]  # queries are sorted and unique
     scores, idx = knn_search(q, emb, depth, True, backend, query_index=queries)
     scores, idx = scores.cpu().numpy(), idx.cpu().numpy()
-    dup = scores >= duplicate_threshold if duplicate_threshold is not None else np.zeros(scores.shape, bool)
+    dup = np.zeros(scores.shape, bool)
+    if duplicate_threshold is not None:
+        dup = scores >= duplicate_threshold
+        if groups is not None:
+            dup |= groups[idx] == groups[queries][:, None]
     keep = ~dup & (np.cumsum(~dup, axis=1) <= k)
     rows, cols = np.nonzero(keep)
     drows, dcols = np.nonzero(dup)
@@ -87,12 +111,14 @@ def mine_pairs(
     *,
     seed: int = 0,
     lookahead: int = 8,
+    images: np.ndarray | None = None,
     meta: dict | None = None,
 ) -> PairSet:
     """Semantic pairs from nearest neighbours: each anchor with its ``k`` most cosine-similar images.
 
     kNN(i) is the ``k`` nearest images of i other than itself and its near-duplicates (cosine
-    >= ``duplicate_threshold``; None: none), searched ``k + lookahead`` deep so that up to
+    >= ``duplicate_threshold``, and any image byte-identical to i among ``images``, the uint8
+    images the embeddings were made from; None: no near-duplicates), searched ``k + lookahead`` deep so that up to
     ``lookahead`` near-duplicates can be skipped. A pair (i, j) is kept when its cosine is at
     least ``threshold`` (None: any) and, with ``mutual``, when also i is in kNN(j). (i, j) and
     (j, i) count once (anchor: the first anchor met, in index order). ``anchors``: None (every
@@ -103,11 +129,14 @@ def mine_pairs(
     """
     if k < 1:
         raise InputError(f"k must be at least 1, got {k}")
+    check_similarity("threshold", threshold)
+    check_similarity("duplicate_threshold", duplicate_threshold)
     emb = torch.as_tensor(embeddings).float()
     n = len(emb)
+    groups = None if images is None else image_groups(images)
     anchor_idx = choose_anchors(n, anchors, seed)
     depth = k + (lookahead if duplicate_threshold is not None else 0)
-    rows, pos, score, (dup_a, dup_b) = _neighbours(emb, anchor_idx, k, depth, duplicate_threshold, backend)
+    rows, pos, score, (dup_a, dup_b) = _neighbours(emb, anchor_idx, k, depth, duplicate_threshold, backend, groups)
     anc = anchor_idx[rows]
     counts = {"anchors": len(anchor_idx), "candidates": len(anc)}
 
@@ -117,7 +146,7 @@ def mine_pairs(
         knn_keys = _directed(anc, pos, n)
         others = np.setdiff1d(pos[keep], anchor_idx)
         if len(others):
-            o_rows, o_pos, _, _ = _neighbours(emb, others, k, depth, duplicate_threshold, backend)
+            o_rows, o_pos, _, _ = _neighbours(emb, others, k, depth, duplicate_threshold, backend, groups)
             knn_keys = np.union1d(knn_keys, _directed(others[o_rows], o_pos, n))
         reciprocal = np.isin(_directed(pos, anc, n), knn_keys)
         counts["not_mutual"] = int((keep & ~reciprocal).sum())
@@ -139,7 +168,7 @@ def mine_pairs(
     if threshold is not None:
         rule += f", cosine >= {threshold}"
     if duplicate_threshold is not None:
-        rule += f", near-duplicates (cosine >= {duplicate_threshold}) skipped"
+        rule += f", near-duplicates (cosine >= {duplicate_threshold}{' or identical pixels' if images is not None else ''}) skipped"
     info = {
         "builder": MINED, "rule": rule, "k": k, "threshold": threshold, "mutual": mutual,
         "duplicate_threshold": duplicate_threshold, "lookahead": lookahead, "seed": seed,

@@ -14,7 +14,9 @@ optional columns; an empty ``score`` means "no score" (a literal ``nan`` or ``in
 Lines starting with ``#`` before the header carry provenance as JSON; its ``data`` entry (split,
 class names, image count of the dataset the file was built on) lets a reader refuse a file built
 for another dataset. Files written by sempairs are UTF-8; a reader also takes what spreadsheets
-save (UTF-8 with a byte-order mark, UTF-16 with one, Windows-1252 / Latin-1).
+save (UTF-8 with a byte-order mark, UTF-16 with one, Windows-1252 / Latin-1). Text cells that a
+spreadsheet would run as a formula are written with a leading ``'`` and read back without it
+(:func:`sempairs.csvio.escape_cell`), so every id and class name reads back as written.
 
 What the cells mean for a dataset (ids, classes, scores) is checked by :mod:`sempairs.pairs.check`.
 """
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from sempairs.atomic import atomic_open
+from sempairs.csvio import escape_cell, unescape_cell
 from sempairs.data.store import ImageStore
 from sempairs.errors import SempairsError
 
@@ -67,7 +70,7 @@ class PairFileError(SempairsError, ValueError):
 class RawPairFile:
     """A pair file as text: provenance (``#`` JSON lines, plus ``encoding`` when not UTF-8), header, data rows.
 
-    ``rows`` holds (file line number, stripped cells) of each non-blank row after the header.
+    ``rows`` holds (file line number, cells as written) of each non-blank row after the header.
     """
 
     meta: dict
@@ -100,13 +103,13 @@ def write_pair_file(path: str | Path, pairs: Iterable[tuple], meta: dict, ids: l
         writer = csv.writer(fh)
         writer.writerow(COLUMNS)
         for a, p, lab, sc, src in pairs:
-            writer.writerow([
+            writer.writerow([escape_cell(cell) for cell in (
                 ids[a] if ids is not None else int(a),
                 ids[p] if ids is not None else int(p),
                 "" if lab < 0 else (class_names[lab] if class_names else int(lab)),
                 "" if np.isnan(sc) else repr(float(sc)),
                 src,
-            ])
+            )])
     return path
 
 
@@ -139,12 +142,39 @@ def _decode(path: Path) -> tuple[str, str]:
                                                   f"offset {exc.start})", "save it as CSV UTF-8")]) from None
 
 
+def _provenance(path: Path, lineno: int, line: str) -> dict:
+    """The JSON object of a ``#`` line that starts with ``{`` or ``[`` (provenance); other ``#`` lines are comments: {}."""
+    comment = line[1:].strip()
+    if not comment.startswith(("{", "[")):
+        return {}
+    try:
+        meta = json.loads(comment)
+    except json.JSONDecodeError as exc:
+        meta = exc.msg
+    if isinstance(meta, dict):
+        return meta
+    raise PairFileError(path, [PairProblem(lineno, f"the provenance line is not a JSON object ({meta})",
+                                           "repair the JSON, or delete the line (a comment must not start with '{' or '[')")])
+
+
+def _header(path: Path, lineno: int, cells: list[str]) -> list[str]:
+    """The column names of the header row; a name given twice is an error."""
+    header = [c.strip() for c in cells]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise PairFileError(path, [PairProblem(lineno, f"column(s) {repeated} appear more than once in the header",
+                                               "name each column once")])
+    return header
+
+
 def read_pair_file(path: str | Path) -> RawPairFile:
     """Read ``path`` into provenance, header and numbered rows; raises PairFileError when it is no readable text.
 
-    ``#`` lines before the header are provenance when they hold a JSON object, else comments (the
-    :data:`FORMAT_TAG` line among them); blank rows are skipped. An empty header is returned as is:
-    what a header must name is checked by the reader of the rows.
+    ``#`` lines before the header are provenance when they start with ``{`` or ``[`` (which must then
+    be a JSON object), else comments (the :data:`FORMAT_TAG` line among them); blank rows are skipped.
+    Cells are kept as written, the spreadsheet escaping of :func:`sempairs.csvio.escape_cell` undone;
+    line numbers are those of the file, also after cells that span lines. A repeated column name is
+    an error; an empty header is returned as is: what a header must name is checked by the reader of the rows.
     """
     path = Path(path)
     if not path.exists():
@@ -153,21 +183,29 @@ def read_pair_file(path: str | Path) -> RawPairFile:
         raise PairFileError(path, [PairProblem(0, f"{path} is a folder", "give the path of a pair CSV file")])
     text, encoding = _decode(path)
     meta: dict = {} if encoding in ("utf-8", "utf-8-sig") else {"encoding": encoding}
+    stream = io.StringIO(text, newline="")
+    lineno = 0
+    while True:  # the comment and provenance lines before the header
+        start = stream.tell()
+        line = stream.readline()
+        if not line.startswith("#") and line.strip():
+            stream.seek(start)
+            break
+        if not line:
+            break
+        lineno += 1
+        if line.startswith("#"):
+            meta.update(_provenance(path, lineno, line))
     header: list[str] = []
     rows: list[tuple[int, list[str]]] = []
-    for lineno, cells in enumerate(csv.reader(io.StringIO(text, newline="")), start=1):
+    reader = csv.reader(stream)
+    first = lineno + 1  # the file line the next record starts on
+    for cells in reader:
+        at, first = first, lineno + reader.line_num + 1
         if not cells or not "".join(cells).strip():
             continue
-        if not header and cells[0].startswith("#"):
-            comment = ",".join(cells)[1:].strip()
-            if comment.startswith("{"):
-                try:
-                    meta.update(json.loads(comment))
-                except json.JSONDecodeError:
-                    pass  # a free-text comment, not provenance
-            continue
         if not header:
-            header = [c.strip() for c in cells]
+            header = _header(path, at, cells)
             continue
-        rows.append((lineno, [c.strip() for c in cells]))
+        rows.append((at, [unescape_cell(c) for c in cells]))
     return RawPairFile(meta, header, rows)

@@ -61,7 +61,25 @@ def build_pairs(cfg: PairsConfig, store: ImageStore) -> PairSet:
     main = _main_pairs(cfg, store)
     if not cfg.add_files:
         return main
-    return concat(main, *(load_pairs(path, store) for path in cfg.add_files))
+    parts = [(str(cfg.file) if cfg.source == "file" else f"pairs.source={cfg.source}", main)]
+    parts += [(str(path), load_pairs(path, store)) for path in cfg.add_files]
+    _refuse_repeats(parts, len(store))
+    return concat(*(pairs for _, pairs in parts))
+
+
+def _refuse_repeats(parts: list[tuple[str, PairSet]], num_images: int) -> None:
+    """Refuse pair sets of one run that share pairs (the same two images, whatever their sources or order).
+
+    A pair given twice would be trained twice as often as the others without anyone asking for it.
+    """
+    keys = [np.unique(np.minimum(p.anchor, p.positive) * num_images + np.maximum(p.anchor, p.positive)) for _, p in parts]
+    for j in range(1, len(parts)):
+        for i in range(j):
+            shared = len(np.intersect1d(keys[i], keys[j], assume_unique=True))
+            if shared:
+                raise ConfigError(f"pairs.add_files: {parts[j][0]} repeats {shared} pair(s) of {parts[i][0]} (the same two "
+                                  "images, whatever the source), which would be trained twice as often. Fix: remove "
+                                  "those rows from one of them (or drop the file)")
 
 
 def _main_pairs(cfg: PairsConfig, store: ImageStore) -> PairSet:
