@@ -170,7 +170,7 @@ def setup_model(fabric: Fabric, cfg: RunConfig):
     With ``train.sync_batchnorm`` (None: when there is more than one process) every BatchNorm
     layer computes its statistics over the global batch.
     """
-    method = build_method(cfg)
+    method = build_method(cfg, fabric.device)
     sync = cfg.train.sync_batchnorm if cfg.train.sync_batchnorm is not None else fabric.world_size > 1
     if sync:
         method = convert_sync_batchnorm(method, fabric.device)
