@@ -404,7 +404,7 @@ def sources(cfg: RunConfig, layers: list[Layer]) -> dict[str, str]:
         elif section == "optim" and name in recipe:
             out[key] = recipe_source(cfg.method.name)
         else:
-            out[key] = DEFAULT if unstated.get(key) == value else DERIVED
+            out[key] = DERIVED if key in unstated and unstated[key] != value else DEFAULT  # absent: in a section a layer gave
     return out
 
 

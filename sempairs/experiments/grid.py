@@ -375,7 +375,8 @@ def run_grid(
     ``results.csv`` is rewritten after each cell. Without ``resume`` an experiment folder that
     already holds results or checkpoints is refused (nothing is deleted). ``callbacks`` go to
     :func:`sempairs.train.train` (called after every epoch of every cell). Under torchrun/SLURM
-    every rank runs the grid (each cell's training is distributed) and rank 0 writes the files.
+    every rank runs the grid (each cell's training is distributed) and rank 0 writes the files. First it logs
+    the optimiser keys its base sets over the cells' method recipes, if any (:func:`base_over_recipes`).
     """
     cells = expand(exp)
     notice = base_over_recipes(cells)
