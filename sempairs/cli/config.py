@@ -29,12 +29,11 @@ def _text(value) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=math.inf).removesuffix("\n").removesuffix("\n...").strip()
 
 
-def config_lines(cfg, where: dict[str, str], keys=None) -> list[str]:
-    """``key = value   # source`` for each key of ``cfg`` (or of ``keys``), in the config's order."""
+def config_lines(cfg, where: dict[str, str]) -> list[str]:
+    """``key = value   # source`` for each key of ``cfg``, in the config's order."""
     from sempairs.config import flatten
 
-    values = flatten(cfg.model_dump(mode="json"))
-    return [f"{f'{k} = {_text(values[k])}':<{PAD}}  # {where[k]}" for k in values if keys is None or k in keys]
+    return [f"{f'{k} = {_text(v)}':<{PAD}}  # {where[k]}" for k, v in flatten(cfg.model_dump(mode="json")).items()]
 
 
 def _experiment_lines(path: Path, overrides: list[str], cell: Optional[str]) -> list[str]:
@@ -92,7 +91,7 @@ def show(
     cell: Optional[str] = typer.Option(None, "--cell", help="For an experiment: one cell, by number (from 1) or id."),
 ) -> None:
     """Print the resolved config with each value's source: sempairs config show [CONFIG|RUN_DIR] [key=value ...]."""
-    from sempairs.config import load_layers, config_layers, read_yaml_mapping, sources
+    from sempairs.config import config_layers, load_layers, read_yaml_mapping, sources
 
     overrides = list(ctx.args)
     if target is not None and "=" in target and not Path(target).exists():
