@@ -96,7 +96,9 @@ class OptimConfig(Strict):
 class TrainSettings(Strict):
     """How long, how big, on what hardware, how often to save.
 
-    ``compile`` runs the backbone through torch.compile; ``data_on_device`` keeps the uint8 images
+    ``compile`` runs the backbone through torch.compile (off by default: on the CPU it was measured not to
+    pay, docs/benchmarks.md; ``auto``, which always meant off, is read as false in saved configs and
+    refused in new ones); ``data_on_device`` keeps the uint8 images
     of an in-RAM store on the GPU (None: when they take at most a quarter of its free memory).
     ``loader_workers``: DataLoader processes reading a memory-mapped store (``data.memory``; None:
     min(8, CPU count)); in-RAM stores use none. ``batch_size`` is global: each of the N processes
@@ -113,13 +115,19 @@ class TrainSettings(Strict):
     strategy: str = "auto"
     precision: str = "auto"
     channels_last: bool = True
-    compile: bool | Literal["auto"] = "auto"
+    compile: bool = False
     data_on_device: bool | None = None
     loader_workers: int | None = Field(None, ge=0)
     checkpoint_every: int = Field(10, gt=0)
     log_every: int = Field(50, gt=0)
     collapse_std: float = Field(0.01, ge=0)
     sync_batchnorm: bool | None = None
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_auto_was_off(cls, value):
+        """``auto`` (configs and checkpoints before 2026-12) never compiled: read as false, which it meant."""
+        return False if value == "auto" else value
 
     @property
     def workers(self) -> int:
@@ -273,15 +281,23 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
+def nested(flat: dict[str, Any]) -> dict:
+    """``{"train.epochs": 2}`` -> ``{"train": {"epochs": 2}}`` (the inverse of :func:`flatten`)."""
+    tree: dict = {}
+    for key, value in flat.items():
+        _set_dotted(tree, key, value)
+    return tree
+
+
 def parse_overrides(items: list[str]) -> dict:
     """``["train.epochs=2", "method.name=byol"]`` -> nested dict; values are parsed as YAML scalars."""
-    tree: dict = {}
+    flat = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not key=value (e.g. train.epochs=10)")
         key, raw = item.split("=", 1)
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
-    return tree
+        flat[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return nested(flat)
 
 
 def merge(base: dict, extra: dict) -> dict:
@@ -322,15 +338,88 @@ def read_yaml_mapping(path: str | Path, kind: str, keys: str) -> dict:
     return loaded
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> RunConfig:
-    """Read a YAML run config (or defaults), apply ``key=value`` overrides, validate everything."""
-    tree = dict(base or {})
-    source = "defaults"
-    if path is not None:
-        tree = merge(tree, read_yaml_mapping(path, "config", "sections data, pairs"))
-        source = str(path)
-    tree = merge(tree, parse_overrides(overrides or []))
+Layer = tuple[str, dict]
+"""One source of run settings: its name (``config file run.yaml``, ``command line``, ``grid axis pairs``)
+and the nested mapping of the keys it states."""
+
+DEFAULT, DERIVED = "default", "derived from other keys"
+COMMAND_LINE = "command line"
+
+
+def recipe_source(method: str) -> str:
+    """How a value taken from a method's optimiser recipe is credited."""
+    return f"method recipe ({method})"
+
+
+def config_layers(path: str | Path | None = None, overrides: list[str] | None = None) -> list[Layer]:
+    """The layers of a run config: the YAML file ``path`` (if any), then the ``key=value`` overrides (if any)."""
+    layers = [] if path is None else [(f"config file {path}", read_yaml_mapping(path, "config", "sections data, pairs"))]
+    tree = parse_overrides(overrides or [])
+    return layers + [(COMMAND_LINE, tree)] if tree else layers
+
+
+def load_layers(layers: list[Layer]) -> RunConfig:
+    """The run config the layers give (each over the ones before it; keys none states: the method's recipe,
+    then the defaults), validated; ConfigError naming the sources and each bad key."""
+    tree: dict = {}
+    for source, layer in layers:
+        if _key(layer.get("train") or {}, "compile") == "auto":
+            raise ConfigError(f"{source}: train.compile: auto is removed (it never compiled anything). Fix: set "
+                              "train.compile to true or false")
+        tree = merge(tree, layer)
+    return validate(tree, " + ".join(source for source, _ in layers) or "defaults")
+
+
+def validate(tree: dict, source: str) -> RunConfig:
+    """``tree`` as a RunConfig; ConfigError naming ``source`` and each bad key."""
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as err:
         raise ConfigError(_describe(err, source)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML run config (or defaults), apply ``key=value`` overrides, validate everything."""
+    return load_layers(config_layers(path, overrides))
+
+
+def _unstated(cfg: RunConfig) -> dict[str, Any]:
+    """What ``cfg``'s method and backbone give with no other key stated (defaults and recipe), by dotted key."""
+    bare = RunConfig.model_validate({"method": {"name": cfg.method.name}, "backbone": {"name": cfg.backbone.name}})
+    return flatten(bare.model_dump(mode="json"))
+
+
+def sources(cfg: RunConfig, layers: list[Layer]) -> dict[str, str]:
+    """Where each value of ``cfg`` (made by :func:`load_layers` from ``layers``) came from, by dotted key in the
+    config's order: the last layer stating it, else the method's recipe, else the default; a value that
+    validation set from other keys (``augment.size`` follows ``data.size``) is ``derived from other keys``."""
+    stated = {key: source for source, layer in layers for key in flatten(layer)}
+    recipe = METHODS[cfg.method.name].recipe_for(cfg.backbone.name)
+    unstated = _unstated(cfg)
+    out = {}
+    for key, value in flatten(cfg.model_dump(mode="json")).items():
+        section, _, name = key.partition(".")
+        if key in stated:
+            out[key] = stated[key]
+        elif section == "optim" and name in recipe:
+            out[key] = recipe_source(cfg.method.name)
+        else:
+            out[key] = DERIVED if key in unstated and unstated[key] != value else DEFAULT  # absent: in a section a layer gave
+    return out
+
+
+def saved_sources(cfg: RunConfig, record: str) -> dict[str, str]:
+    """:func:`sources` for a config saved whole (a run's ``config.yaml``, named ``record``), which does not
+    record its sources: a value equal to the default or to the method's recipe is credited to them, any other
+    to ``record``."""
+    unstated = _unstated(cfg)
+    differing = {k: v for k, v in flatten(cfg.model_dump(mode="json")).items() if unstated.get(k) != v}
+    return sources(cfg, [(record, nested(differing))])
+
+
+def recipe_overrides(cfg: RunConfig, where: dict[str, str]) -> dict[str, tuple[str, Any, Any]]:
+    """The keys of the method's recipe that ``cfg`` holds at another value, with ``where`` (its :func:`sources`):
+    dotted key -> (source, value, the recipe's value)."""
+    recipe = METHODS[cfg.method.name].recipe_for(cfg.backbone.name)
+    optim = cfg.optim.model_dump(mode="json")
+    return {f"optim.{k}": (where[f"optim.{k}"], optim[k], v) for k, v in recipe.items() if optim[k] != v}

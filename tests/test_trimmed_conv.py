@@ -45,8 +45,7 @@ CASES = [(size, kernel, stride, padding, groups)
 def test_trimmed_convolution_matches_the_full_one(size, kernel, stride, padding, groups):
     torch.manual_seed(size * 100 + kernel * 10 + stride + padding + groups)
     full = nn.Conv2d(4, 6, kernel, stride=stride, padding=padding, groups=groups, bias=True).double()
-    trimmed = copy.deepcopy(full)
-    trim_padding_taps(trimmed)
+    trimmed = trim_padding_taps(copy.deepcopy(full))
     assert type(trimmed) is TrimmedConv2d
     x = torch.randn(3, 4, size, size + 1, dtype=torch.float64)
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -75,14 +74,17 @@ def test_a_3x3_convolution_on_a_1x1_map_runs_with_its_centre_tap_only(monkeypatc
 
 
 def test_resnet18_standard_stem_at_32px_is_unchanged_by_trimming():
-    """The whole network, trimmed (as built) and untrimmed: same features and gradients in float64."""
+    """The whole network built for the CPU (trimmed) and for another device (plain): same initialisation, same
+    parameter names, and in float64 the same features and gradients."""
     torch.manual_seed(0)
     trimmed, _ = build_backbone(BackboneConfig(name="resnet18", small_stem=False))
+    torch.manual_seed(0)
+    plain, _ = build_backbone(BackboneConfig(name="resnet18", small_stem=False), device="cuda")  # built on the CPU
     assert any(isinstance(m, TrimmedConv2d) for m in trimmed.modules())
-    plain = copy.deepcopy(trimmed)
-    for m in plain.modules():
-        if type(m) is TrimmedConv2d:
-            m.__class__ = nn.Conv2d
+    assert not any(isinstance(m, TrimmedConv2d) for m in plain.modules())
+    assert list(plain.state_dict()) == list(trimmed.state_dict())
+    for (name, a), b in zip(plain.state_dict().items(), trimmed.state_dict().values()):
+        assert torch.equal(a, b), name  # no random numbers drawn by trimming
     trimmed, plain = trimmed.double().train(), plain.double().train()
     x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
     ya, yb = plain(x), trimmed(x)
@@ -91,4 +93,22 @@ def test_resnet18_standard_stem_at_32px_is_unchanged_by_trimming():
     yb.square().sum().backward()
     for (name, a), b in zip(plain.named_parameters(), trimmed.parameters()):
         torch.testing.assert_close(b.grad, a.grad, msg=name)
-    assert set(plain.state_dict()) == set(trimmed.state_dict())
+    plain.load_state_dict(trimmed.state_dict())  # checkpoints move between the two
+
+
+def test_trimming_shares_the_parameters_and_leaves_other_modules_alone():
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 3, 1)))
+    weights = [net[0].weight, net[1][1].weight]
+    trim_padding_taps(net.eval())
+    assert [type(m) for m in net.modules()] == [nn.Sequential, TrimmedConv2d, nn.Sequential, nn.BatchNorm2d, TrimmedConv2d]
+    assert net[0].weight is weights[0] and net[1][1].weight is weights[1] and not net[0].training
+
+
+def test_a_trimmed_convolution_on_another_device_computes_every_tap(monkeypatch):
+    """Moved off the CPU, a trimmed network runs as the plain one (seen through the device check, on meta tensors)."""
+    conv = trim_padding_taps(nn.Conv2d(8, 8, 3, padding=1, bias=False)).to("meta")
+    kernels = []
+    real = F.conv2d
+    monkeypatch.setattr(F, "conv2d", lambda x, w, *a: kernels.append(tuple(w.shape[-2:])) or real(x, w, *a))
+    conv(torch.randn(2, 8, 1, 1, device="meta"))
+    assert kernels == [(3, 3)]

@@ -1,4 +1,4 @@
-"""The ``sempairs`` command line: datasets, pairs, train, eval, export, quickstart."""
+"""The ``sempairs`` command line: datasets, pairs, train, eval, export, quickstart, config."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from sempairs.cli import config as config_commands
 from sempairs.cli import eval as eval_commands
 from sempairs.cli import experiment as experiment_commands
 from sempairs.cli import export as export_commands
@@ -19,6 +20,7 @@ app = typer.Typer(help="Self-supervised learning with semantic positive pairs.",
 app.add_typer(pairs_commands.app, name="pairs")
 app.add_typer(eval_commands.app, name="eval")
 app.add_typer(review_commands.app, name="review")
+app.add_typer(config_commands.app, name="config")
 app.command()(experiment_commands.experiment)
 app.command()(export_commands.export)
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -44,7 +43,8 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from pydantic import ValidationError, field_validator, model_validator
 
 from sempairs.atomic import write_text
-from sempairs.config import ConfigError, RunConfig, _describe, load_config, plain_name, read_yaml_mapping
+from sempairs.config import (ConfigError, Layer, RunConfig, _describe, load_layers, nested, plain_name, read_yaml_mapping,
+                             recipe_overrides, sources)
 from sempairs.csvio import read_rows, write_rows
 from sempairs.experiments.axes import AXES
 from sempairs.experiments.axes.pairs import PAIRS_AXIS
@@ -57,6 +57,7 @@ from sempairs.train.loop import resolve_precision, uses_cuda
 from sempairs.train.rundir import ResumeRefused, RunExists, check_resume
 from sempairs.strict import Strict
 
+BASE = "grid base"
 SECTIONS = ("data", "backbone", "method", "augment", "optim", "train", "knn")  # axes whose values set several keys
 RESULTS = "results.csv"
 # Columns of every results row, in order: cell, the axes, RUN_COLUMNS, the metrics, COST_COLUMNS, other values.
@@ -180,7 +181,8 @@ def cell_dirname(cell_id: str) -> str:
 @dataclass(frozen=True)
 class Cell:
     """One run of the grid: its axis values, stable id, validated config, and the pair files it must generate:
-    ``added_sp`` (``+sp``), ``mined`` (``+mined``, with the checkpoint of the cell ``encoder``)."""
+    ``added_sp`` (``+sp``), ``mined`` (``+mined``, with the checkpoint of the cell ``encoder``); ``layers``: the
+    base, each axis's settings and the grid's placement, from which the config was made."""
 
     id: str
     values: dict[str, str]
@@ -188,21 +190,23 @@ class Cell:
     added_sp: Path | None = None
     mined: Path | None = None
     encoder: "Cell | None" = None
+    layers: tuple[Layer, ...] = ()  # where its settings come from (sempairs.config.sources)
 
     @property
     def run_dir(self) -> Path:
         return self.config.run_dir
 
 
-def _override(key: str, value: Any) -> str:
-    """A ``key=value`` override whose value YAML reads back exactly."""
-    return f"{key}={yaml.safe_dump(value, default_flow_style=True, width=math.inf)}"
+def base_layers(exp: ExperimentConfig) -> list[Layer]:
+    """The grid's ``base`` as the first layers of every cell's config: the run YAML it names, or its mapping."""
+    if isinstance(exp.base, str):
+        return [(f"{BASE} file {exp.base}", read_yaml_mapping(exp.base, "config", "sections data, pairs"))]
+    return [(BASE, exp.base)]
 
 
 def expand(exp: ExperimentConfig) -> list[Cell]:
     """The cells of the grid, in the order of the axes' cartesian product, each with a validated RunConfig."""
-    base_path = exp.base if isinstance(exp.base, str) else None
-    base_tree = exp.base if isinstance(exp.base, dict) else None
+    base = base_layers(exp)
     runs = exp.directory / "runs"
     cells = []
     for combo in itertools.product(*exp.axes.values()):
@@ -212,6 +216,7 @@ def expand(exp: ExperimentConfig) -> list[Cell]:
         if any(all(values[a] == format_value(v) for a, v in rule.items()) for rule in exp.skip):
             continue
         settings: dict[str, Any] = {}
+        layers = list(base)
         generated: dict[str, Path] = {}
         for axis, raw in zip(exp.axes, combo):
             if axis in AXES:
@@ -225,9 +230,10 @@ def expand(exp: ExperimentConfig) -> list[Cell]:
             if clash:
                 raise ConfigError(f"cell {cell_id}: axis {axis!r} sets {clash}, which another axis sets too")
             settings.update(these)
-        overrides = [_override(k, v) for k, v in {**settings, "out_dir": str(runs), "name": run_dir.name}.items()]
+            layers.append((f"grid axis {axis}", nested(these)))
+        layers.append(("grid (where its runs go)", {"out_dir": str(runs), "name": run_dir.name}))
         try:
-            cfg = load_config(base_path, overrides, base_tree)
+            cfg = load_layers(layers)
         except ConfigError as exc:
             raise ConfigError(f"cell {cell_id}: {exc}") from None
         for name in exp.evaluations:
@@ -235,12 +241,32 @@ def expand(exp: ExperimentConfig) -> list[Cell]:
             problem = requires(cfg) if requires is not None else None
             if problem:
                 raise ConfigError(f"cell {cell_id}: evaluation {name!r} cannot run: {problem}")
-        cells.append(Cell(cell_id, values, cfg, generated.get("sp"), generated.get("mined")))
+        cells.append(Cell(cell_id, values, cfg, generated.get("sp"), generated.get("mined"), layers=tuple(layers)))
     cells = [_with_encoder(cell, cells) if cell.mined else cell for cell in cells]
     unknown = sorted(set(exp.embedding or ()) - {c.id for c in cells})
     if unknown:
         raise ConfigError(f"embedding names cells not in the grid: {unknown}; cell ids look like {cells[0].id}")
     return cells
+
+
+def base_over_recipes(cells: Sequence[Cell]) -> str | None:
+    """A sentence naming the optimiser keys the grid's ``base`` sets over the recipes of its cells' methods
+    (None when it sets none): those cells do not train with their method's own recipe."""
+    found: dict[str, dict[str, Any]] = {}  # method -> key -> the recipe's value
+    stated: dict[str, Any] = {}
+    for cell in cells:
+        for key, (source, value, recipe) in recipe_overrides(cell.config, sources(cell.config, list(cell.layers))).items():
+            if source.startswith(BASE):
+                found.setdefault(cell.config.method.name, {})[key] = recipe
+                stated[key] = value
+    if not found:
+        return None
+    keys = ", ".join(f"{k}={format_value(v)}" for k, v in sorted(stated.items()))
+    methods = "; ".join(f"{m} ({', '.join(f'{k}={format_value(v)}' for k, v in sorted(r.items()))})"
+                        for m, r in sorted(found.items()))
+    return (f"note: the grid's base sets {keys} over the optimiser recipe of {methods}: those cells train with the "
+            "base's values, not their method's (remove the keys from base to use the recipes; `sempairs config show` "
+            "names where every value comes from)")
 
 
 def _with_encoder(cell: Cell, cells: list[Cell]) -> Cell:
@@ -351,9 +377,13 @@ def run_grid(
     ``results.csv`` is rewritten after each cell. Without ``resume`` an experiment folder that
     already holds results or checkpoints is refused (nothing is deleted). ``callbacks`` go to
     :func:`sempairs.train.train` (called after every epoch of every cell). Under torchrun/SLURM
-    every rank runs the grid (each cell's training is distributed) and rank 0 writes the files.
+    every rank runs the grid (each cell's training is distributed) and rank 0 writes the files. First it logs
+    the optimiser keys its base sets over the cells' method recipes, if any (:func:`base_over_recipes`).
     """
     cells = expand(exp)
+    notice = base_over_recipes(cells)
+    if notice:
+        log(notice)
     if not resume:
         earlier = [p for p in (exp.results_path, *(c.run_dir / LAST for c in cells)) if p.exists()]
         if earlier:

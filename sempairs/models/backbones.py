@@ -3,8 +3,9 @@ and timm Vision Transformers (ViT-Tiny/ViT-Small with a configurable patch size)
 
 ResNets: the classifier is replaced by an identity, so the feature is the pooled last stage
 (512-d for ResNet-18, 2048-d for ResNet-50). ``small_stem`` swaps the 7x7/2 conv + 3x3/2 max-pool
-for a 3x3/1 conv, the usual CIFAR adaptation (32-64 px images keep their resolution). Their
-convolutions skip the kernel taps that only read padding on small maps (``trimmed_conv``).
+for a 3x3/1 conv, the usual CIFAR adaptation (32-64 px images keep their resolution). Built for
+the CPU, their convolutions skip the kernel taps that only read padding on small maps
+(``trimmed_conv``); for other devices they are torchvision's/timm's plain ``nn.Conv2d``.
 
 ViTs: ``timm.create_model("vit_{tiny,small}_patch16_224", pretrained=False, img_size=image_size,
 patch_size=patch_size, num_classes=0, dynamic_img_size=True)``: randomly initialised (no weights
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 import torchvision
 from pydantic import Field
 from torch import nn
@@ -52,8 +54,9 @@ class BackboneConfig(Strict):
     patch_size: int = Field(8, gt=0)
 
 
-def build_backbone(cfg: BackboneConfig, image_size: int = 32) -> tuple[nn.Module, int]:
-    """The backbone without its classifier, and the dimension of its feature vector."""
+def build_backbone(cfg: BackboneConfig, image_size: int = 32, device: str | torch.device = "cpu") -> tuple[nn.Module, int]:
+    """The backbone without its classifier, and the dimension of its feature vector, to run on ``device``
+    (a ResNet for the CPU has trimmed convolutions; the parameters and their names are the same for every device)."""
     if cfg.name in VIT_MODELS:
         return _build_vit(cfg, image_size)
     net, dim = _resnet(cfg)
@@ -61,7 +64,7 @@ def build_backbone(cfg: BackboneConfig, image_size: int = 32) -> tuple[nn.Module
         net.conv1 = nn.Conv2d(3, cfg.stem_width or 64, kernel_size=3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
     net.fc = nn.Identity()
-    return trim_padding_taps(net), dim
+    return (trim_padding_taps(net) if torch.device(device).type == "cpu" else net), dim
 
 
 def _resnet(cfg: BackboneConfig) -> tuple[nn.Module, int]:

@@ -9,8 +9,10 @@ remaining products may differ. It matters for ResNets with the standard stem at 
 stage runs on 1x1 and 2x2 maps: oneDNN's bf16 backward pass computes every tap there, at a tenth
 of its forward rate (docs/benchmarks.md, issue 12).
 
-:func:`trim_padding_taps` turns a network's plain ``nn.Conv2d`` layers into this class in place;
-parameters, their names and the random initialisation are untouched, so checkpoints load either way.
+:func:`trim_padding_taps` replaces a network's plain ``nn.Conv2d`` layers by this class, which shares
+their parameters: their names and the random initialisation are untouched, so checkpoints load either way.
+It pays on the CPU only: ``build_backbone`` trims the ResNets it builds for the CPU, and leaves the plain
+``nn.Conv2d`` for other devices (the slow case it avoids is oneDNN's, the CPU library's).
 """
 
 from __future__ import annotations
@@ -39,23 +41,40 @@ def used_taps(size: int, kernel: int, stride: int, padding: int) -> tuple[int, i
 
 
 class TrimmedConv2d(nn.Conv2d):
-    """``nn.Conv2d`` (zero padding, no dilation) computed with only the taps that read data at the input's size."""
+    """``nn.Conv2d`` (zero padding, no dilation) computed with only the taps that read data at the input's size.
 
-    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        if self.padding_mode != "zeros" or isinstance(self.padding, str) or self.dilation != (1, 1):
-            return super()._conv_forward(x, weight, bias)
+    On other devices than the CPU it computes every tap, as ``nn.Conv2d`` does (a trimmed network moved there).
+    """
+
+    @classmethod
+    def like(cls, conv: nn.Conv2d) -> "TrimmedConv2d":
+        """A TrimmedConv2d with ``conv``'s settings and its very parameters (shared, not copied; no random numbers drawn)."""
+        trimmed = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                      conv.groups, conv.bias is not None, conv.padding_mode, device="meta")
+        trimmed.weight, trimmed.bias = conv.weight, conv.bias
+        trimmed.train(conv.training)
+        return trimmed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type != "cpu" or self.padding_mode != "zeros" or isinstance(self.padding, str)
+                or self.dilation != (1, 1)):
+            return super().forward(x)
         spans = [used_taps(x.shape[-2 + axis], self.kernel_size[axis], self.stride[axis], self.padding[axis])
                  for axis in (0, 1)]
         if None in spans or all(span == (0, k - 1) for span, k in zip(spans, self.kernel_size)):
-            return super()._conv_forward(x, weight, bias)
+            return super().forward(x)
         (top, bottom), (left, right) = spans
-        return F.conv2d(x, weight[:, :, top:bottom + 1, left:right + 1], bias, self.stride,
+        return F.conv2d(x, self.weight[:, :, top:bottom + 1, left:right + 1], self.bias, self.stride,
                         (self.padding[0] - top, self.padding[1] - left), 1, self.groups)
 
 
 def trim_padding_taps(net: nn.Module) -> nn.Module:
-    """``net`` with each plain ``nn.Conv2d`` turned into a :class:`TrimmedConv2d` (same parameters, in place)."""
-    for module in net.modules():
-        if type(module) is nn.Conv2d:
-            module.__class__ = TrimmedConv2d
+    """``net`` with each plain ``nn.Conv2d`` replaced by a :class:`TrimmedConv2d` sharing its parameters (in place;
+    ``net`` itself is returned trimmed when it is such a convolution)."""
+    if type(net) is nn.Conv2d:
+        return TrimmedConv2d.like(net)
+    for parent in list(net.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Conv2d:
+                setattr(parent, name, TrimmedConv2d.like(child))
     return net

@@ -98,13 +98,6 @@ def resolve_precision(cfg: RunConfig) -> str:
     return "bf16-mixed" if cfg.train.accelerator in ("auto", "cpu") and cpu_computes_bf16() else "32-true"
 
 
-def resolve_compile(cfg: RunConfig) -> bool:
-    """``auto``: compile the backbone where it was measured to pay (see docs/benchmarks.md)."""
-    if cfg.train.compile != "auto":
-        return cfg.train.compile
-    return False
-
-
 def embedding_spread(z: torch.Tensor) -> float:
     """Std of L2-normalised embeddings over the batch, averaged over dims, times sqrt(dim).
 
@@ -170,14 +163,14 @@ def setup_model(fabric: Fabric, cfg: RunConfig):
     With ``train.sync_batchnorm`` (None: when there is more than one process) every BatchNorm
     layer computes its statistics over the global batch.
     """
-    method = build_method(cfg)
+    method = build_method(cfg, fabric.device)
     sync = cfg.train.sync_batchnorm if cfg.train.sync_batchnorm is not None else fabric.world_size > 1
     if sync:
         method = convert_sync_batchnorm(method, fabric.device)
     method = method.to(fabric.device)
     if cfg.train.channels_last:
         method = method.to(memory_format=torch.channels_last)
-    if resolve_compile(cfg):
+    if cfg.train.compile:
         method.backbone.compile()
     optimizer = build_optimizer(method, cfg.optim, cfg.train.batch_size, fused=fabric.device.type == "cuda")
     model, optimizer = fabric.setup(method, optimizer)

@@ -36,9 +36,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 TORCHVISION_ARCHS = ("resnet18", "resnet50")
 
 
-def build_method(cfg: RunConfig) -> Method:
-    """A freshly initialised method (backbone + heads) as the config describes."""
-    backbone, dim = build_backbone(cfg.backbone, cfg.data.size)
+def build_method(cfg: RunConfig, device: str | torch.device = "cpu") -> Method:
+    """A freshly initialised method (backbone + heads) as the config describes, to run on ``device``."""
+    backbone, dim = build_backbone(cfg.backbone, cfg.data.size, device)
     return METHODS[cfg.method.name](backbone, dim, cfg.method)
 
 

@@ -23,7 +23,8 @@ def untrained_backbone(cfg: RunConfig) -> torch.nn.Module:
     """The run's backbone as initialised with its seed, before any training (the global RNG is left as it was)."""
     with torch.random.fork_rng():
         torch.manual_seed(cfg.train.seed)
-        return build_method(cfg).backbone.to("cuda" if uses_cuda(cfg) else "cpu")
+        device = "cuda" if uses_cuda(cfg) else "cpu"
+        return build_method(cfg, device).backbone.to(device)
 
 
 UNTRAINED_DEPENDS_ON = ("data", "backbone", "method", "augment", "knn", "features")  # and train.seed, train.accelerator
