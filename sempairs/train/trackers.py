@@ -36,10 +36,11 @@ EXTRAS = {"tensorboard": "tensorboard", "wandb": "'sempairs[wandb]'", "mlflow": 
 def make_loggers(cfg: RunConfig, run_dir: Path, version: str) -> list[Logger]:
     """The loggers ``train.loggers`` names; the trackers continue the runs recorded in ``trackers.json``.
 
-    ``version``: ``""`` for the first attempt, ``resume-N`` for the N-th resume (the CSV and
-    TensorBoard logs of each attempt get a folder of their own).
+    ``version``: ``""`` for a fresh start, ``resume-N`` for the N-th resume (the CSV and
+    TensorBoard logs of each attempt get a folder of their own). Only a resume continues the
+    recorded tracker runs: a fresh start (of a run killed before its first checkpoint, too) starts new ones.
     """
-    ids = read_ids(run_dir)
+    ids = read_ids(run_dir) if version else {}
     loggers = []
     for name in cfg.train.loggers:
         try:
@@ -99,31 +100,37 @@ _LOGGERS = {"csv": _csv, "tensorboard": _tensorboard, "wandb": _wandb, "mlflow":
 def start_trackers(loggers: list[Logger], cfg: RunConfig, resuming: bool) -> None:
     """On process 0: start (or continue) the tracker runs, record their ids, log the config as parameters.
 
-    A fresh run logs the whole resolved config; the N-th resume logs only the keys it changed, as
-    ``resume-N/<key>`` (``train.epochs`` raised, ...).
+    ``trackers.json`` records the ids and the number of attempts made with them (the ids of tracker
+    runs a fresh start left behind are kept under ``abandoned``). A tracker run that starts logs
+    the whole resolved config; one that the N-th resume continues gets only the keys the resume
+    changed, as ``resume-N/<key>`` (``train.epochs`` raised, ...).
     """
-    trackers = [lg for lg in loggers if isinstance(lg, (WandbLogger, MLFlowLogger))]
+    trackers = {"wandb" if isinstance(lg, WandbLogger) else "mlflow": lg
+                for lg in loggers if isinstance(lg, (WandbLogger, MLFlowLogger))}
     if not trackers:
         return
     run_dir = cfg.run_dir
     ids = read_ids(run_dir)
-    attempt = ids.get("attempts", 0) + 1
-    for logger in trackers:
-        if isinstance(logger, WandbLogger):
+    if not resuming and ids:  # the runs of an attempt killed before its first checkpoint stay named, as abandoned
+        ids = {"abandoned": [*ids.get("abandoned", []), {k: v for k, v in ids.items() if k != "abandoned"}]}
+    ids["attempts"] = ids.get("attempts", 0) + 1
+    config = flatten(cfg.model_dump(mode="json"))
+    changes = {}
+    if resuming:
+        saved = read_checkpoint(run_dir / LAST, mmap=True)["config"]
+        changes = {f"resume-{ids['attempts'] - 1}/{k}": new for k, (_, new) in config_changes(saved, cfg).items()}
+    params = {kind: changes if kind in ids else config for kind in trackers}
+    for kind, logger in trackers.items():
+        if kind == "wandb":
             ids["wandb"] = {"id": logger.experiment.id, "project": logger.experiment.project}
         else:
             logger.experiment.update_run(logger.run_id, status="RUNNING")  # a killed attempt left it FAILED
             ids["mlflow"] = {"run_id": logger.run_id, "tracking_uri": logger._tracking_uri,
                              "experiment_id": logger.experiment_id}
-    write_text(run_dir / TRACKERS, json.dumps({**ids, "attempts": attempt}, indent=2) + "\n")
-    if resuming:
-        saved = read_checkpoint(run_dir / LAST, mmap=True)["config"]
-        params = {f"resume-{attempt - 1}/{k}": new for k, (_, new) in config_changes(saved, cfg).items()}
-    else:
-        params = flatten(cfg.model_dump(mode="json"))
-    for logger in trackers:
-        if params:
-            logger.log_hyperparams(params)
+    write_text(run_dir / TRACKERS, json.dumps(ids, indent=2) + "\n")
+    for kind, logger in trackers.items():
+        if params[kind]:
+            logger.log_hyperparams(params[kind])
 
 
 def close_trackers(loggers: list[Logger], ok: bool) -> None:
