@@ -124,9 +124,9 @@ def step_losses(run_dir: Path) -> list[str]:
 
 
 def test_the_online_probe_leaves_pretraining_unchanged_and_resumes_exactly(tiny_cifar_zip, tmp_path):
-    off = train(tiny_config(tiny_cifar_zip, tmp_path / "off", *SMALL, "train.log_every=1"), progress=False)
-    on = train(tiny_config(tiny_cifar_zip, tmp_path / "on", *SMALL, "train.log_every=1", "train.online_probe=true"), progress=False)
-    cfg = tiny_config(tiny_cifar_zip, tmp_path / "killed", *SMALL, "train.log_every=1", "train.online_probe=true")
+    off = train(tiny_config(tiny_cifar_zip, tmp_path / "off", "backbone.width=0.25", "train.log_every=1"), progress=False)
+    on = train(tiny_config(tiny_cifar_zip, tmp_path / "on", "backbone.width=0.25", "train.log_every=1", "train.online_probe=true"), progress=False)
+    cfg = tiny_config(tiny_cifar_zip, tmp_path / "killed", "backbone.width=0.25", "train.log_every=1", "train.online_probe=true")
     with pytest.raises(Interrupt):
         train(cfg, callbacks=[kill_after(1)], progress=False)
     resumed = train(cfg, resume=True, progress=False)

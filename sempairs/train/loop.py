@@ -306,7 +306,7 @@ def _online_probe(fabric: Fabric, cfg: RunConfig, data: RunData, method: Method)
     """The online linear probe, after checking that the run has the labels it learns and is tested on."""
     if data.train.labels is None or data.test is None:
         raise ConfigError(f"train.online_probe=true needs labelled training images and a labelled test split "
-                          f"(data.test_split={cfg.data.test_split!r}); {data.train.source} gives "
+                          f"(data.test_split={cfg.data.test_split or 'null'}); {data.train.source} gives "
                           f"{'no labels' if data.train.labels is None else 'no test split'}: set train.online_probe=false")
     return OnlineProbe(fabric, method.feat_dim, data.train.num_classes, cfg.train.seed)
 

@@ -70,5 +70,5 @@ class OnlineProbe:
         with torch.no_grad():
             predicted = self.classifier(feats).argmax(dim=1).cpu()
         self.classifier.train()
-        top1 = (predicted == torch.from_numpy(test.labels).long()).double().mean().item() * 100
+        top1 = 100 * int((predicted == torch.from_numpy(test.labels).long()).sum()) / len(test)
         return {"online_linear_top1": top1, "online_linear_loss": loss}
