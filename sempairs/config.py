@@ -104,6 +104,14 @@ class TrainSettings(Strict):
     min(8, CPU count)); in-RAM stores use none. ``batch_size`` is global: each of the N processes
     takes batch_size / N pairs per step. ``sync_batchnorm`` computes BatchNorm statistics over the
     global batch (None: on when there is more than one process).
+
+    ``loggers``: where the step and epoch metrics go besides ``history.csv``: ``csv``
+    (``logs/metrics.csv``), ``tensorboard``, ``wandb`` (extra ``.[wandb]``; ``WANDB_MODE=offline``
+    keeps it in the run folder), ``mlflow`` (extra ``.[mlflow]``; ``MLFLOW_TRACKING_URI``, else a
+    SQLite store in the run folder); see ``sempairs.train.trackers``. ``online_probe``: train a
+    linear classifier on the detached features alongside pretraining and log its test top-1 each
+    epoch (``online_linear_top1``; needs labelled training images and a labelled test split; see
+    ``sempairs.train.probe``).
     """
 
     epochs: int = Field(100, gt=0)
@@ -122,6 +130,15 @@ class TrainSettings(Strict):
     log_every: int = Field(50, gt=0)
     collapse_std: float = Field(0.01, ge=0)
     sync_batchnorm: bool | None = None
+    loggers: list[Literal["csv", "tensorboard", "wandb", "mlflow"]] = ["csv"]
+    online_probe: bool = False
+
+    @field_validator("loggers")
+    @classmethod
+    def _loggers_once(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"{value}: name each logger once")
+        return value
 
     @field_validator("compile", mode="before")
     @classmethod

@@ -11,10 +11,11 @@ uninterrupted run would have.
 
 A run directory holds ``config.yaml``, ``pairs.csv``, ``last.ckpt`` (+ ``epoch_NNNN.ckpt`` every
 ``train.checkpoint_every`` epochs), ``history.csv`` (the metrics of every epoch, rewritten from
-the checkpoint after each epoch, so complete across resumes), ``eval/knn.json``, and the step-level
-logs of Lightning's CSV (and TensorBoard) loggers: ``logs/metrics.csv`` for the first attempt,
-``logs/resume-N/metrics.csv`` for the N-th resume (steps after the last checkpoint of a killed
-attempt appear again in the next one).
+the checkpoint after each epoch, so complete across resumes), ``eval/knn.json``, and what the
+loggers of ``train.loggers`` write (``sempairs.train.trackers``): Lightning's CSV logs,
+``logs/metrics.csv`` for the first attempt, ``logs/resume-N/metrics.csv`` for the N-th resume
+(steps after the last checkpoint of a killed attempt appear again in the next one), TensorBoard's,
+and the W&B and MLflow runs (``trackers.json``), which a resume continues.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from lightning.fabric import Fabric
-from lightning.fabric.loggers import CSVLogger
 
 from sempairs.atomic import copy_file
 from sempairs.config import ConfigError, RunConfig
@@ -46,8 +46,10 @@ from sempairs.trained.loading import build_method
 from sempairs.train.data import RunData, load_run_data
 from sempairs.train.distributed import agree, convert_sync_batchnorm, end_launched_processes
 from sempairs.train.optim import Schedule, build_optimizer, clip_gradients
+from sempairs.train.probe import OnlineProbe
 from sempairs.train.progress import TrainProgress
 from sempairs.train.rundir import RunExists, check_resume, check_same_pairs, write_records
+from sempairs.train.trackers import close_trackers, make_loggers, start_trackers
 
 HISTORY = "history.csv"
 LEARNED_TOLERANCE = 0.01  # a run whose last-epoch loss is not this share below its first-step loss learned nothing
@@ -129,22 +131,13 @@ def _log_version(run_dir: Path, resuming: bool) -> str:
     if not resuming:
         return ""
     n = 1
-    while (run_dir / "logs" / f"resume-{n}").exists():
+    while any((run_dir / folder / f"resume-{n}").exists() for folder in ("logs", "tensorboard")):
         n += 1
     return f"resume-{n}"
 
 
 def _make_fabric(cfg: RunConfig, run_dir: Path, resuming: bool) -> Fabric:
-    version = _log_version(run_dir, resuming)
-    loggers = [CSVLogger(root_dir=str(run_dir), name="logs", version=version)]
-    try:
-        from lightning.fabric.loggers import TensorBoardLogger
-
-        import tensorboard  # noqa: F401
-
-        loggers.append(TensorBoardLogger(root_dir=str(run_dir), name="tensorboard", version=version))
-    except ImportError:
-        pass
+    loggers = make_loggers(cfg, run_dir, _log_version(run_dir, resuming))
     try:
         return Fabric(
             accelerator=cfg.train.accelerator, devices=cfg.train.devices, num_nodes=cfg.train.num_nodes,
@@ -244,6 +237,7 @@ class _Run:
     schedule: Schedule
     batches: PairBatches
     steps_per_epoch: int
+    probe: OnlineProbe | None = None
     history: list[dict] = field(default_factory=list)
     first_loss: float | None = None
     start_epoch: int = 0
@@ -251,15 +245,23 @@ class _Run:
 
 def _train(fabric: Fabric, cfg: RunConfig, resume: bool, callbacks, progress: bool) -> TrainResult:
     run = _prepare(fabric, cfg, resume)
+    if fabric.is_global_zero:
+        start_trackers(fabric.loggers, cfg, resuming=run.start_epoch > 0)
     bar = TrainProgress(cfg.train.epochs, run.steps_per_epoch, run.start_epoch, enabled=progress and fabric.is_global_zero)
-    with bar:
-        for epoch in range(run.start_epoch, cfg.train.epochs):
-            metrics = _run_epoch(run, epoch, bar)
-            _end_epoch(run, epoch, metrics)
-            bar.epoch_done(metrics)
-            for callback in callbacks:
-                callback(epoch, metrics)
-    return _finish(run)
+    try:
+        with bar:
+            for epoch in range(run.start_epoch, cfg.train.epochs):
+                metrics = _run_epoch(run, epoch, bar)
+                _end_epoch(run, epoch, metrics)
+                bar.epoch_done(metrics)
+                for callback in callbacks:
+                    callback(epoch, metrics)
+        result = _finish(run)
+    except BaseException:
+        close_trackers(fabric.loggers, ok=False)
+        raise
+    close_trackers(fabric.loggers, ok=True)
+    return result
 
 
 def _prepare(fabric: Fabric, cfg: RunConfig, resume: bool) -> _Run:
@@ -284,11 +286,22 @@ def _prepare(fabric: Fabric, cfg: RunConfig, resume: bool) -> _Run:
     batches = PairBatches(data.train.images, data.pairs, cfg.augment, fabric.device, on_device=cfg.train.data_on_device,
                           channels_last=cfg.train.channels_last, loader_workers=cfg.train.workers)
     run = _Run(fabric, cfg, data, method, model, optimizer, schedule, batches, steps_per_epoch)
+    if cfg.train.online_probe:
+        run.probe = _online_probe(fabric, cfg, data, method)
     if resume and last.exists():
-        rest = fabric.load(last, {"model": model, "optimizer": optimizer})
+        rest = fabric.load(last, {"model": model, "optimizer": optimizer, **(run.probe.state if run.probe else {})})
         run.start_epoch, run.history, run.first_loss = rest["epoch"], rest["history"], rest.get("first_loss")
         fabric.print(f"resuming {run_dir} after epoch {run.start_epoch}")
     return run
+
+
+def _online_probe(fabric: Fabric, cfg: RunConfig, data: RunData, method: Method) -> OnlineProbe:
+    """The online linear probe, after checking that the run has the labels it learns and is tested on."""
+    if data.train.labels is None or data.test is None:
+        raise ConfigError(f"train.online_probe=true needs labelled training images and a labelled test split "
+                          f"(data.test_split={cfg.data.test_split or 'null'}); {data.train.source} gives "
+                          f"{'no labels' if data.train.labels is None else 'no test split'}: set train.online_probe=false")
+    return OnlineProbe(fabric, method.feat_dim, data.train.num_classes, cfg.train.seed)
 
 
 def _run_epoch(run: _Run, epoch: int, bar: TrainProgress) -> dict:
@@ -310,6 +323,8 @@ def _run_epoch(run: _Run, epoch: int, bar: TrainProgress) -> dict:
         out = optimizer_step(fabric, run.model, run.optimizer, *views, epoch=epoch, clip_grad=cfg.optim.clip_grad,
                              labels=labels)
         run.method.after_step(step, run.schedule.total)
+        if run.probe:
+            run.probe.step(out.features, run.batches.view_labels(run.data.train.labels, order[i])[: len(out.features)])
         loss_sum += out.loss.detach()
         for name, term in out.logs.items():
             term_sums[name] = term_sums.get(name, 0.0) + term.detach().double()
@@ -343,10 +358,14 @@ def _end_epoch(run: _Run, epoch: int, metrics: dict) -> None:
     step = (epoch + 1) * run.steps_per_epoch - 1  # the epoch's last step
     if cfg.knn.every and (epoch + 1) % cfg.knn.every == 0 and epoch + 1 < cfg.train.epochs:
         metrics.update(_knn(fabric, run.method, run.data, cfg))
+    if run.probe:
+        metrics.update(run.probe.end_epoch(run.method.backbone, run.data.test, cfg.data.size, cfg.augment.mean,
+                                           cfg.augment.std, cfg.features.batch_size, cfg.train.channels_last))
     run.history.append(metrics)
     fabric.log_dict({f"epoch/{k}": v for k, v in metrics.items()}, step=step)
     _save(fabric, run_dir, {"model": run.model, "optimizer": run.optimizer, "epoch": epoch + 1, "step": step + 1,
-                            "config": cfg.model_dump(mode="json"), "history": run.history, "first_loss": run.first_loss},
+                            "config": cfg.model_dump(mode="json"), "history": run.history, "first_loss": run.first_loss,
+                            **(run.probe.state if run.probe else {})},
           keep=(epoch + 1) % cfg.train.checkpoint_every == 0 or epoch + 1 == cfg.train.epochs)
     if fabric.is_global_zero:
         write_rows(run_dir / HISTORY, run.history)

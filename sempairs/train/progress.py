@@ -40,7 +40,8 @@ class TrainProgress:
         if not self.enabled:
             return
         knn = f"  knn {metrics['knn_top1']:.2f}%" if "knn_top1" in metrics else ""
+        probe = f"  online probe {metrics['online_linear_top1']:.2f}%" if "online_linear_top1" in metrics else ""
         self.progress.console.print(
             f"epoch {metrics['epoch']}: loss {metrics['loss']:.4f}  {metrics['images_per_s']:.0f} img/s  "
-            f"spread {metrics['embedding_spread']:.3f}{knn}"
+            f"spread {metrics['embedding_spread']:.3f}{knn}{probe}"
         )
