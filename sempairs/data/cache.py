@@ -146,21 +146,22 @@ class _Entry:
         self.meta_path, self.images_path = _paths(key)
         self.checksum: str | None = None
 
-    def collect(self, shape: tuple, chunks: Iterable[np.ndarray], where: str) -> np.ndarray:
+    def collect(self, shape: tuple, chunks: Iterable[np.ndarray], where: str, verb: str = "decoding") -> np.ndarray:
         """Write ``chunks`` (uint8, together ``shape``) to the entry's ``.npy`` with a progress bar; return it mapped."""
         shape = tuple(int(n) for n in shape)
         require_disk(shape, self.images_path.parent, where)
         if not opens_mapped(store_bytes(shape), self.memory):
-            require_ram(shape, where, "data.memory=mmap (or auto), or lower the image size (data.size)")
+            require_ram(shape, where, "read it memory-mapped (data.memory=mmap or auto in a run config, memory='mmap' "
+                        "in Python), or lower the image size (data.size)")
         self.meta_path.unlink(missing_ok=True)  # a damaged entry being rebuilt is no entry meanwhile
         console = Console(stderr=True, highlight=False, soft_wrap=True)
-        console.print(f"decoding {shape[0]} images of {where} into the cache ({shape[2]}x{shape[1]} px, "
+        console.print(f"{verb} {shape[0]} images of {where} into the cache ({shape[2]}x{shape[1]} px, "
                       f"{gib(store_bytes(shape))}): {self.images_path}")
         header = io.BytesIO()
         np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
         written = 0
         with atomic_open(self.images_path, "wb") as f, Progress(
-            TextColumn("decoding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+            TextColumn(verb), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
             console=console, transient=True,
         ) as bar:
             task = bar.add_task("decode", total=shape[0])
@@ -183,7 +184,7 @@ class _Entry:
         """Write the images of a store read whole (an ``.npz``, a torchvision source), in CHUNK_BYTES blocks."""
         rows = max(1, CHUNK_BYTES // max(1, store_bytes(store.images.shape[1:])))
         blocks = (store.images[i : i + rows] for i in range(0, len(store), rows))
-        self.collect(store.images.shape, blocks, store.source)
+        self.collect(store.images.shape, blocks, store.source, verb="caching")
 
     def finish(self, store: ImageStore) -> ImageStore:
         """Write the entry's JSON (its images are written); return the store opened as ``memory`` asks."""
