@@ -224,9 +224,10 @@ def build(key: str, memory: str, read: Callable[[Collect], ImageStore]) -> Image
 
     ``read`` decodes the store, handing its images to ``collect`` (:func:`sempairs.data.sources.decode_all`),
     which streams them to the entry's file; a store read whole (an ``.npz``, a torchvision source) is
-    written after. A file lock on the entry (``<cache root>/locks/<key>.lock``) makes every other process (other jobs on a shared file
-    system included) wait for the one building it, then read it. A cache that cannot be written
-    only warns, and the store is decoded into memory.
+    written after. A file lock on the entry (``<cache root>/locks/<key>.lock``) makes every other
+    process (other jobs on a shared file system included) wait for the one building it, then read
+    it. A cache that cannot be written (a read-only folder, a full disk) only warns, and the store
+    is decoded into memory (again, when the disk filled up midway).
     """
     try:
         stores_dir().mkdir(parents=True, exist_ok=True)
@@ -241,9 +242,20 @@ def build(key: str, memory: str, read: Callable[[Collect], ImageStore]) -> Image
         if store is not None:
             return store
         entry = _Entry(key, memory)
-        store = read(entry.collect)
-        if entry.checksum is None:  # read whole, not streamed
-            entry.write(store)
-        return entry.finish(store)
+        try:
+            store = read(entry.collect)
+            if entry.checksum is None:  # read whole, not streamed
+                entry.write(store)
+            return entry.finish(store)
+        except OSError as exc:
+            if not _in_cache(exc):
+                raise  # the source's error (a permission denied, ...), not the cache's
+            _unwritable(exc)
     finally:
         lock.release()
+    return read(in_memory)  # decoded again, into memory
+
+
+def _in_cache(exc: OSError) -> bool:
+    """Whether ``exc`` is about a file of the cache's stores folder (a full disk, a read-only folder)."""
+    return exc.filename is not None and Path(exc.filename).resolve().parent == stores_dir().resolve()

@@ -141,7 +141,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
 
 
 def _oriented_size(im: Image.Image) -> tuple[int, int]:
-    """(width, height) of ``im`` once turned upright by its EXIF orientation, read from the header alone."""
+    """(width, height) of ``im`` once turned upright by its EXIF orientation (Pillow reads a PNG whole to find its EXIF)."""
     w, h = im.size
     return (h, w) if im.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8) else (w, h)
 
