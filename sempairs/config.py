@@ -26,6 +26,12 @@ class DataConfig(Strict):
     DataLoader processes (for stores larger than RAM); ``auto`` maps a file larger than a share of
     the available RAM (see ``sempairs.data.cache.opens_mapped``).
 
+    ``size`` (at most 4096) is the side of the square images; ``resize`` how an image gets there:
+    ``squash`` (the whole image, stretched; the downsampled-ImageNet practice at 32-64 px) or
+    ``short_side_center_crop`` (the short side scaled to ``size``, the centre square kept; the
+    usual reading at 224 px). ``decode_workers``: processes decoding a cold cache (default: one per
+    CPU, at most 4).
+
     ``test_split: heldout`` evaluates on images carved from the training split instead of the
     test split: the last ``heldout_per_class`` images of each class are held out, and training
     (pairs, kNN memory) uses only the others. Choose recipes this way; keep the test split for
@@ -35,7 +41,9 @@ class DataConfig(Strict):
     dataset: str = "cifar10"
     root: str | None = None
     download: bool = False
-    size: int = Field(32, gt=0)
+    size: int = Field(32, gt=0, le=4096)
+    resize: Literal["squash", "short_side_center_crop"] = "squash"
+    decode_workers: int | None = Field(None, gt=0)
     split: str = "train"
     test_split: str | None = "test"
     classes: list[str] | None = None

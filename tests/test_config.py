@@ -49,3 +49,14 @@ def test_bad_files(tmp_path):
     (tmp_path / "typo.yaml").write_text("trian:\n  epochs: 1\n")
     with pytest.raises(ConfigError, match="trian: unknown key"):
         load_config(tmp_path / "typo.yaml")
+
+
+def test_data_size_is_bounded_and_resize_is_one_of_its_rules():
+    """A typo of data.size=100000 would decode 30 GB per image: refused by the config, naming the key and the bound."""
+    with pytest.raises(ConfigError, match=r"data\.size.*less than or equal to 4096"):
+        load_config(None, ["data.size=100000"])
+    with pytest.raises(ConfigError, match=r"data\.resize.*'squash' or 'short_side_center_crop'"):
+        load_config(None, ["data.resize=crop"])
+    cfg = load_config(None, ["data.size=224", "data.resize=short_side_center_crop", "data.decode_workers=2"])
+    assert (cfg.data.size, cfg.data.resize, cfg.data.decode_workers) == (224, "short_side_center_crop", 2)
+    assert load_config(None, []).data.resize == "squash"

@@ -330,7 +330,7 @@ def test_changed_source_or_unfinished_entry_is_not_used(tmp_path, isolated_cache
     np.savez(path, images=pixels(7, 3, 4))
     os.utime(path, ns=(1, 1))
     assert load_dataset(str(path)).images.shape == (3, 4, 4, 3)
-    key = cache.cache_key(cache.fingerprint(path), "train", None)
+    key = cache.cache_key(cache.fingerprint(path), "train", None, resize="squash")
     (isolated_cache / "stores" / f"{key}.json").unlink()  # as if killed between the two renames
     (isolated_cache / "stores" / f"{key}.npy").write_bytes(b"half written")
     np.testing.assert_array_equal(load_dataset(str(path)).images, pixels(7, 3, 4))
@@ -453,3 +453,57 @@ def test_mixed_sizes_need_a_size(tmp_path):
     with pytest.raises(DataError, match=r"train/cat/1\.png is 12x10 but train/cat/0\.png is 8x8.*size"):
         load_dataset(str(tmp_path / "m"), "train")
     assert load_dataset(str(tmp_path / "m"), "train", size=6).images.shape == (2, 6, 6, 3)
+
+
+def _gradient(h: int, w: int) -> np.ndarray:
+    """A smooth (h, w, 3) image, which PNG and JPEG store in little space."""
+    img = np.empty((h, w, 3), dtype=np.uint8)
+    img[..., 0] = (np.arange(w, dtype=np.uint32) * 255 // max(w - 1, 1)).astype(np.uint8)
+    img[..., 1] = (np.arange(h, dtype=np.uint32) * 255 // max(h - 1, 1)).astype(np.uint8)[:, None]
+    img[..., 2] = 128
+    return img
+
+
+def test_an_image_of_another_size_is_refused_from_its_header_before_it_is_decoded(tmp_path):
+    """Read at native size, a 6000x4000 image among 8x8 ones is refused without decoding its 72 MB."""
+    from memwatch import peak_growth
+
+    write_png(tmp_path / "m" / "train" / "cat" / "0.png", pixels(8, 1, 8)[0])
+    write_png(tmp_path / "m" / "train" / "cat" / "1.png", _gradient(4000, 6000))
+
+    def load():
+        with pytest.raises(DataError, match=r"1\.png is 6000x4000 but train/cat/0\.png is 8x8.*data\.size in a run config"):
+            load_dataset(str(tmp_path / "m"), "train")
+
+    grown, _ = peak_growth(load)
+    assert grown < 20 * 2**20, grown
+
+
+def test_a_huge_jpeg_is_decoded_at_a_reduced_scale(tmp_path):
+    """A 6000x4000 JPEG (72 MB decoded) read at 16 px: JPEG draft mode decodes it at 1/8 scale (750x500)."""
+    from memwatch import peak_growth
+
+    path = tmp_path / "big.jpg"
+    Image.fromarray(_gradient(4000, 6000)).save(path, quality=90)
+    data = path.read_bytes()
+    grown, img = peak_growth(lambda: sources.decode_image(data, 16))
+    assert img.shape == (16, 16, 3) and grown < 20 * 2**20, grown
+    with Image.open(path) as im:  # the reference: a full decode, resized; the draft changes pixels by a little
+        full = np.asarray(im.convert("RGB").resize((16, 16), Image.Resampling.BICUBIC)).astype(int)
+    assert np.abs(full - img.astype(int)).mean() < 2
+
+
+def test_short_side_center_crop_scales_the_short_side_and_keeps_the_centre(tmp_path):
+    img = pixels(3, 1, 20, 40)[0]  # 40 wide, 20 high
+    write_png(tmp_path / "r" / "train" / "a" / "0.png", img)
+    crop = load_dataset(str(tmp_path / "r"), "train", size=10, resize="short_side_center_crop")
+    reference = np.asarray(Image.fromarray(img).resize((20, 10), Image.Resampling.BICUBIC))[:, 5:15]  # torchvision's way
+    np.testing.assert_array_equal(crop.images[0], reference)
+    squash = load_dataset(str(tmp_path / "r"), "train", size=10)
+    np.testing.assert_array_equal(squash.images[0], np.asarray(Image.fromarray(img).resize((10, 10), Image.Resampling.BICUBIC)))
+    assert len(list((cache.stores_dir()).glob("*.npy"))) == 2  # the resize rule is part of the cache key
+    arrays = tmp_path / "a.npz"
+    np.savez(arrays, images=img[None])
+    np.testing.assert_array_equal(load_dataset(str(arrays), size=10, resize="short_side_center_crop").images[0], reference)
+    with pytest.raises(DataError, match="resize must be one of squash, short_side_center_crop"):
+        load_dataset(str(arrays), size=10, resize="crop")

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,19 @@ def test_sync_batchnorm_setting_converts_the_layers_which_compute_plain_batchnor
             plain = out
         else:
             torch.testing.assert_close(out, plain)
+
+
+def test_two_processes_on_an_empty_cache_decode_the_dataset_once_and_leave_whole_entries(checks, monkeypatch):
+    """The launch starts on an empty cache: process 0 of the node decodes, process 1 waits and reads the entry."""
+    from sempairs.data import cache
+
+    results, console = checks
+    assert console.count("decoding ") == 1, console[-3000:]
+    assert (results / "orders.rank0.pt").exists() and (results / "orders.rank1.pt").exists()  # both trained
+    monkeypatch.setenv("SEMPAIRS_CACHE", str(results.parent / "cache"))
+    entries = sorted(cache.stores_dir().glob("*.json"))
+    assert entries
+    for meta in entries:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert cache.load_store(meta.stem) is not None  # size and checksum match

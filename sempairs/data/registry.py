@@ -128,17 +128,18 @@ def _decodes_images(path: Path) -> bool:
     return _torchvision_name(path) is None and (path.is_dir() or path.suffix.lower() == ".zip")
 
 
-def _read(path: Path, split: str, size: int | None, download: bool, classes=None, limit_per_class=None) -> ImageStore:
-    """Read ``path`` by its format, keeping ``classes`` / ``limit_per_class``."""
+def _read(path: Path, split: str, size: int | None, resize: str, download: bool, collect: sources.Collect,
+          workers: int | None, classes=None, limit_per_class=None) -> ImageStore:
+    """Read ``path`` by its format, keeping ``classes`` / ``limit_per_class``; decoded images go to ``collect``."""
     tv_name = _torchvision_name(path)
     if tv_name is not None:
-        store = sources.read_torchvision(tv_name, path.parent, split, size, download)
+        store = sources.read_torchvision(tv_name, path.parent, split, size, download, resize)
     elif path.is_dir():
-        return sources.read_image_folder(path, split, size, classes, limit_per_class)
+        return sources.read_image_folder(path, split, size, classes, limit_per_class, workers, resize, collect)
     elif path.suffix.lower() == ".zip":
-        return sources.read_image_zip(path, split, size, classes, limit_per_class)
+        return sources.read_image_zip(path, split, size, classes, limit_per_class, workers, resize, collect)
     elif path.suffix.lower() == ".npz":
-        store = sources.read_npz(path, split, size)
+        store = sources.read_npz(path, split, size, resize)
     else:
         raise DataError(f"{path}: unsupported dataset file. Fix: give an image folder, a .zip of one, or a .npz")
     return sources.select(store, classes, limit_per_class)
@@ -153,23 +154,30 @@ def load_dataset(
     classes: Sequence[str] | None = None,
     limit_per_class: int | None = None,
     memory: str = "ram",
+    resize: str = "squash",
+    workers: int | None = None,
 ) -> ImageStore:
     """One split of a dataset, given by name or path, with images resized to ``size`` (None: native).
 
     ``classes`` keeps those classes only (labels renumbered in that order); ``limit_per_class``
     keeps the first N images of each class. Results are cached (see :mod:`sempairs.data.cache`),
-    so a second call reads one ``.npy`` instead of decoding again. ``memory`` (``ram``, ``mmap``,
-    ``auto``) says whether the cached images are read into memory or memory-mapped; a freshly
-    decoded store to be mapped is reopened from its cache file. A selection from a full cached
-    store (``classes``/``limit_per_class`` of a torchvision or npz source) is copied into memory.
+    so a second call reads one ``.npy`` instead of decoding again; a first call streams the
+    decoded images into the cache (``workers`` decoding processes, see
+    :func:`sempairs.data.sources.decode_all`), and concurrent calls decode once. ``memory``
+    (``ram``, ``mmap``, ``auto``) says whether the cached images are read into memory or
+    memory-mapped. ``resize``: ``squash`` or ``short_side_center_crop`` (see
+    :func:`sempairs.data.sources.fit`). A selection from a full cached store
+    (``classes``/``limit_per_class`` of a torchvision or npz source) is copied into memory.
     """
     if size is not None and size <= 0:
         raise DataError(f"size must be a positive number of pixels or None, got {size}")
     if limit_per_class is not None and limit_per_class <= 0:
         raise DataError(f"limit_per_class must be positive or None, got {limit_per_class}")
+    if resize not in sources.RESIZES:
+        raise DataError(f"resize must be one of {', '.join(sources.RESIZES)}, got {resize!r}")
     classes = None if classes is None else list(classes)
     path = _resolve(os.fspath(name_or_path), download, root)
-    store = _load(path, split, size, download, classes, limit_per_class, memory)
+    store = _load(path, split, size, resize, download, classes, limit_per_class, memory, workers)
     empty = [name for i, name in enumerate(store.class_names) if store.labels is not None and not (store.labels == i).any()]
     if empty:
         warnings.warn(f"{store.source}: split {split!r} has no images of class(es) {', '.join(map(repr, empty))} "
@@ -178,14 +186,14 @@ def load_dataset(
     return store
 
 
-def _load(path: Path, split: str, size: int | None, download: bool, classes: list[str] | None,
-          limit_per_class: int | None, memory: str) -> ImageStore:
-    """One split of the dataset at ``path`` with the selection, from the cache or decoded (and cached)."""
+def _load(path: Path, split: str, size: int | None, resize: str, download: bool, classes: list[str] | None,
+          limit_per_class: int | None, memory: str, workers: int | None) -> ImageStore:
+    """One split of the dataset at ``path`` with the selection, from the cache or decoded into it."""
     fingerprint = cache.fingerprint(path)
-    full_key = cache.cache_key(fingerprint, split, size)
+    full_key = cache.cache_key(fingerprint, split, size, resize=resize)
     selected = classes is not None or limit_per_class is not None
     if selected:
-        key = cache.cache_key(fingerprint, split, size, classes=classes, limit_per_class=limit_per_class)
+        key = cache.cache_key(fingerprint, split, size, resize=resize, classes=classes, limit_per_class=limit_per_class)
         store = cache.load_store(key, memory)
         if store is not None:
             return store
@@ -193,14 +201,7 @@ def _load(path: Path, split: str, size: int | None, download: bool, classes: lis
     if store is not None:
         return sources.select(store, classes, limit_per_class)
     if selected and _decodes_images(path):
-        return _cached(key, _read(path, split, size, download, classes, limit_per_class), memory)
-    store = _cached(full_key, _read(path, split, size, download), memory)
+        return cache.build(key, memory, lambda collect: _read(path, split, size, resize, download, collect, workers,
+                                                              classes, limit_per_class))
+    store = cache.build(full_key, memory, lambda collect: _read(path, split, size, resize, download, collect, workers))
     return sources.select(store, classes, limit_per_class)
-
-
-def _cached(key: str, store: ImageStore, memory: str) -> ImageStore:
-    """Save a freshly decoded ``store`` in the cache; one to be memory-mapped comes back mapped from its file."""
-    cache.save_store(key, store)
-    if cache.opens_mapped(store.images.nbytes, memory):
-        return cache.load_store(key, memory) or store
-    return store

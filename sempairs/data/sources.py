@@ -3,8 +3,8 @@
 Formats: an image folder (``<root>/<split>/<class>/<file>``), a zip of one (read in place),
 an ``.npz`` of arrays, and the torchvision on-disk layout of a named dataset that has one
 (see :mod:`sempairs.data.datasets`).
-Every reader resizes once, to ``size`` x ``size`` (PIL bicubic, which antialiases when it
-shrinks), or keeps the native size when ``size`` is None.
+Every reader resizes once, to ``size`` x ``size`` by ``resize`` (see :func:`fit`; PIL bicubic,
+which antialiases when it shrinks), or keeps the native size when ``size`` is None.
 """
 
 from __future__ import annotations
@@ -15,23 +15,28 @@ import multiprocessing
 import os
 import unicodedata
 import zipfile
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
 from sempairs.data.datasets import DATASETS, Torchvision
+from sempairs.data.memory import require_ram, store_bytes
 from sempairs.data.store import ImageStore
 from sempairs.errors import SempairsError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm"})
 SPLIT_NAMES = frozenset({"train", "test", "val", "valid", "validation", "unlabeled", "unlabelled"})
 
+RESIZES = ("squash", "short_side_center_crop")  # how an image becomes size x size (see fit)
+
 # Below this many images, decoding in the calling process beats starting workers.
 _PARALLEL_MIN_IMAGES = 2000
+MAX_WORKERS = 4  # decoding processes by default (more rarely pay: reading the source becomes the limit)
+CHUNK_BYTES = 16 * 2**20  # decoded bytes per chunk: a build holds a few chunks, not the store
 
 
 class DataError(SempairsError, ValueError):
@@ -166,25 +171,67 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def decode_image(data: bytes, size: int | None) -> np.ndarray:
+def _oriented_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) of ``im`` once turned upright by its EXIF orientation (Pillow reads a PNG whole to find its EXIF)."""
+    w, h = im.size
+    return (h, w) if im.getexif().get(ExifTags.Base.Orientation, 1) in (5, 6, 7, 8) else (w, h)
+
+
+class _OtherSize(ValueError):
+    """An image whose native size differs from the first image's (found from its header, before decoding)."""
+
+    def __init__(self, shape: tuple[int, int, int]):
+        super().__init__(f"{shape[1]}x{shape[0]} px")
+        self.shape = shape
+
+
+def fit(im: Image.Image, size: int, resize: str = "squash") -> Image.Image:
+    """``im`` resized to ``size`` x ``size`` (PIL bicubic, antialiased when shrinking): ``squash`` stretches
+    the whole image; ``short_side_center_crop`` scales the short side to ``size`` and keeps the centre square
+    (torchvision's ``Resize(size)`` then ``CenterCrop(size)``)."""
+    if resize not in RESIZES:
+        raise ValueError(f"resize must be one of {', '.join(RESIZES)}, got {resize!r}")
+    if im.size == (size, size):
+        return im
+    if resize == "squash":
+        return im.resize((size, size), Image.Resampling.BICUBIC)
+    w, h = im.size
+    scale = size / min(w, h)
+    w, h = max(size, round(w * scale)), max(size, round(h * scale))
+    left, top = round((w - size) / 2), round((h - size) / 2)
+    return im.resize((w, h), Image.Resampling.BICUBIC).crop((left, top, left + size, top + size))
+
+
+def decode_image(data: bytes, size: int | None, resize: str = "squash", expect: tuple[int, int] | None = None) -> np.ndarray:
     """One encoded image as uint8 (H, W, 3) (see :func:`to_rgb`), turned upright by its EXIF orientation,
-    resized to ``size`` x ``size`` unless None."""
+    resized to ``size`` x ``size`` by ``resize`` (see :func:`fit`) unless None.
+
+    A JPEG at least twice ``size`` is decoded at a reduced scale (``draft``: 1/2 to 1/8, still at
+    least twice ``size``) before the antialiased resize, so a huge photo costs little memory. With
+    ``size`` None, an image that cannot be ``expect`` (width, height) in any orientation is refused
+    from its header, before decoding.
+    """
     with Image.open(io.BytesIO(data)) as im:
+        if size is None and expect is not None and sorted(im.size) != sorted(expect):  # its orientation aside
+            raise _OtherSize((im.size[1], im.size[0], 3))
+        if size is not None and im.format == "JPEG":
+            im.draft(None, (2 * size, 2 * size))
         if im.getexif().get(ExifTags.Base.Orientation, 1) != 1:
             im = ImageOps.exif_transpose(im)
         im = to_rgb(im)
-        if size is not None and im.size != (size, size):
-            im = im.resize((size, size), Image.Resampling.BICUBIC)
+        if size is not None:
+            im = fit(im, size, resize)
         return np.asarray(im)
 
 
-def resize_images(images: np.ndarray, size: int | None) -> np.ndarray:
-    """uint8 (N, H, W, 3) images resized to ``size`` x ``size`` (unchanged when already that size or None)."""
+def resize_images(images: np.ndarray, size: int | None, resize: str = "squash") -> np.ndarray:
+    """uint8 (N, H, W, 3) images resized to ``size`` x ``size`` by ``resize`` (unchanged when already that size or None)."""
     if size is None or images.shape[1:3] == (size, size):
         return images
+    require_ram((len(images), size, size, 3), "resizing", "lower the image size (data.size)")
     out = np.empty((len(images), size, size, 3), dtype=np.uint8)
     for i, img in enumerate(images):
-        out[i] = np.asarray(Image.fromarray(img).resize((size, size), Image.Resampling.BICUBIC))
+        out[i] = np.asarray(fit(Image.fromarray(img), size, resize))
     return out
 
 
@@ -196,23 +243,24 @@ def _reader(kind: str, path: str) -> Callable[[str], bytes]:
     return lambda rel: (root / rel).read_bytes()
 
 
-def _decode_chunk(read: Callable[[str], bytes], members: Sequence[str], size: int | None, where: str) -> np.ndarray:
-    """Decode ``members`` into one (n, H, W, 3) array; errors name the member and the fix."""
-    first: np.ndarray | None = None
-    out: np.ndarray | None = None
+def _decode_chunk(read: Callable[[str], bytes], members: Sequence[str], size: int | None, resize: str,
+                  shape: tuple[int, int, int], first: str, where: str) -> np.ndarray:
+    """Decode ``members`` into one (n, H, W, 3) array, each image of ``shape`` (that of the job's ``first`` image);
+    errors name the member and the fix."""
+    out = np.empty((len(members),) + shape, dtype=np.uint8)
     for i, member in enumerate(members):
         try:
-            img = decode_image(read(member), size)
+            img = decode_image(read(member), size, resize, expect=(shape[1], shape[0]))
         except PermissionError:
             raise  # the user's access, not the file: reported as "permission denied" naming the file
+        except _OtherSize as exc:
+            raise _size_mismatch(where, first, shape, member, exc.shape) from None
         except Exception as exc:  # PIL raises many kinds (OSError, SyntaxError, ValueError, ...)
             raise DataError(
                 f"cannot read image {member} in {where}: {exc}. Fix: replace or delete that file, then load again"
             ) from None
-        if first is None:
-            first, out = img, np.empty((len(members),) + img.shape, dtype=np.uint8)
-        elif img.shape != first.shape:
-            raise _size_mismatch(where, members[0], first.shape, member, img.shape)
+        if img.shape != shape:
+            raise _size_mismatch(where, first, shape, member, img.shape)
         out[i] = img
     return out
 
@@ -220,8 +268,23 @@ def _decode_chunk(read: Callable[[str], bytes], members: Sequence[str], size: in
 def _size_mismatch(where: str, first: str, first_shape, other: str, other_shape) -> DataError:
     return DataError(
         f"images in {where} differ in size: {other} is {other_shape[1]}x{other_shape[0]} but {first} is "
-        f"{first_shape[1]}x{first_shape[0]}. Fix: pass a size (size=32, --size 32) to resize all images to one size"
+        f"{first_shape[1]}x{first_shape[0]}, and they are read at their own size. Fix: resize the images to one size, "
+        "or read them at one size (data.size in a run config; --size where a command has it; size= in Python)"
     )
+
+
+def _first_shape(read: Callable[[str], bytes], member: str, size: int | None, where: str) -> tuple[int, int, int]:
+    """Shape (H, W, 3) every image of a job gets: ``size`` square, or the native size of ``member`` (from its header)."""
+    if size is not None:
+        return (size, size, 3)
+    try:
+        with Image.open(io.BytesIO(read(member))) as im:
+            w, h = _oriented_size(im)
+    except PermissionError:
+        raise
+    except Exception as exc:
+        raise DataError(f"cannot read image {member} in {where}: {exc}. Fix: replace or delete that file, then load again") from None
+    return (h, w, 3)
 
 
 @functools.lru_cache(maxsize=1)
@@ -230,12 +293,32 @@ def _worker_reader(kind: str, path: str) -> Callable[[str], bytes]:
     return _reader(kind, path)
 
 
-def _worker_decode(kind: str, path: str, members: Sequence[str], size: int | None) -> np.ndarray:
-    return _decode_chunk(_worker_reader(kind, path), members, size, path)
+def _worker_decode(kind: str, path: str, members: Sequence[str], size: int | None, resize: str,
+                   shape: tuple[int, int, int], first: str) -> np.ndarray:
+    return _decode_chunk(_worker_reader(kind, path), members, size, resize, shape, first, path)
 
 
 def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_workers(n: int) -> int:
+    """Decoding processes for ``n`` images: none below _PARALLEL_MIN_IMAGES, else one per CPU, at most MAX_WORKERS."""
+    return min(_cpu_count(), MAX_WORKERS) if n >= _PARALLEL_MIN_IMAGES else 1
+
+
+def in_memory(shape: tuple[int, ...], chunks: Iterable[np.ndarray], where: str) -> np.ndarray:
+    """Collect decoded ``chunks`` into one array of ``shape`` in RAM (refused up front when RAM is short)."""
+    require_ram(shape, where, "lower the image size (data.size), or read it through the cache with data.memory=mmap")
+    out = np.empty(shape, dtype=np.uint8)
+    start = 0
+    for part in chunks:
+        out[start : start + len(part)] = part
+        start += len(part)
+    return out
+
+
+Collect = Callable[[tuple, Iterable[np.ndarray], str], np.ndarray]
 
 
 def decode_all(
@@ -245,34 +328,43 @@ def decode_all(
     size: int | None,
     workers: int | None = None,
     read: Callable[[str], bytes] | None = None,
+    resize: str = "squash",
+    collect: Collect = in_memory,
 ) -> np.ndarray:
     """Decode ``members`` of a zip (``kind="zip"``) or folder (``"dir"``) into uint8 (N, H, W, 3).
 
-    ``workers`` processes share the work (default: one per CPU for large jobs, none for small
-    ones); each opens the source once and decodes contiguous chunks. ``read`` (e.g. the ``read``
-    of an already open ZipFile) serves the work done in this process.
+    The images are decoded in chunks of at most CHUNK_BYTES, in order, and handed to
+    ``collect(shape, chunks, where)``, which returns the array (:func:`in_memory` by default; the cache
+    streams them to disk, so memory holds a few chunks, not the store). ``workers`` processes
+    (default :func:`default_workers`) decode chunks in parallel, at most two each in flight; each opens the
+    source once. ``read`` (e.g. the ``read`` of an already open ZipFile) serves this process.
     """
-    if workers is None:
-        workers = _cpu_count() if len(members) >= _PARALLEL_MIN_IMAGES else 1
-    workers = max(1, min(workers, len(members)))
+    read = read or _reader(kind, path)
+    workers = max(1, min(default_workers(len(members)) if workers is None else workers, len(members)))
+    shape = (len(members),) + _first_shape(read, members[0], size, path) if members else (0, size or 0, size or 0, 3)
+    per_chunk = max(1, min(max(64, -(-len(members) // (workers * 4))), CHUNK_BYTES // store_bytes(shape[1:])))
+    chunks = [members[i : i + per_chunk] for i in range(0, len(members), per_chunk)]
     if workers == 1:
-        return _decode_chunk(read or _reader(kind, path), members, size, path)
-    chunk = max(64, -(-len(members) // (workers * 4)))
-    starts = range(0, len(members), chunk)
-    chunks = [members[i : i + chunk] for i in starts]
+        decoded = (_decode_chunk(read, names, size, resize, shape[1:], members[0], path) for names in chunks)
+        return collect(shape, decoded, path)
     context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
-    out: np.ndarray | None = None
     pool = ProcessPoolExecutor(workers, mp_context=context)
     try:
-        for start, names, part in zip(starts, chunks, pool.map(_worker_decode, repeat(kind), repeat(path), chunks, repeat(size))):
-            if out is None:
-                out = np.empty((len(members),) + part.shape[1:], dtype=np.uint8)
-            elif part.shape[1:] != out.shape[1:]:
-                raise _size_mismatch(path, members[0], out.shape[1:], names[0], part.shape[1:])
-            out[start : start + len(part)] = part
+        return collect(shape, _in_order(pool, kind, path, chunks, size, resize, shape[1:], members[0], 2 * workers), path)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-    return out
+
+
+def _in_order(pool: ProcessPoolExecutor, kind: str, path: str, chunks: list, size: int | None, resize: str,
+              shape: tuple[int, int, int], first: str, window: int) -> Iterator[np.ndarray]:
+    """The decoded chunks in order, with at most ``window`` submitted and not yet taken."""
+    pending: deque = deque()
+    for names in chunks:
+        pending.append(pool.submit(_worker_decode, kind, path, names, size, resize, shape, first))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 # --------------------------------------------------------------------------- image folders and zips
@@ -337,13 +429,15 @@ def _read_layout(
     classes: Sequence[str] | None,
     limit_per_class: int | None,
     workers: int | None,
+    resize: str,
+    collect: Collect,
 ) -> ImageStore:
     member_of = dict(zip(ids, members))
     picked, labels, class_names = _plan_layout(ids, split, str(path))
     if classes is not None or limit_per_class is not None:
         keep, labels, class_names = select_indices(labels, len(picked), class_names, classes, limit_per_class, str(path))
         picked = [picked[i] for i in keep]
-    images = decode_all(kind, str(path), [member_of[p] for p in picked], size, workers, read)
+    images = decode_all(kind, str(path), [member_of[p] for p in picked], size, workers, read, resize, collect)
     return ImageStore(images=images, labels=labels, class_names=class_names, ids=picked, source=str(path), split=split)
 
 
@@ -358,11 +452,14 @@ def read_image_folder(
     classes: Sequence[str] | None = None,
     limit_per_class: int | None = None,
     workers: int | None = None,
+    resize: str = "squash",
+    collect: Collect = in_memory,
 ) -> ImageStore:
     """One split of an image folder ``<root>/<split>/<class>/<file>`` (or ``<root>/<class>/<file>`` as "train").
 
     Classes are sorted alphabetically into label ids; images come class by class in sorted path
-    order; ids are paths relative to ``root`` (``train/cat/0001.jpg``).
+    order; ids are paths relative to ``root`` (``train/cat/0001.jpg``). ``workers``, ``resize`` and
+    ``collect``: see :func:`decode_all`.
     """
     root = Path(root)
     if not root.is_dir():
@@ -373,7 +470,8 @@ def read_image_folder(
         base = Path(dirpath).relative_to(root).as_posix()
         rels.extend(f if base == "." else f"{base}/{f}" for f in filenames)
     rels = [r for r in rels if _is_image_path(r)]
-    return _read_layout("dir", root, _reader("dir", str(root)), rels, rels, split, size, classes, limit_per_class, workers)
+    return _read_layout("dir", root, _reader("dir", str(root)), rels, rels, split, size, classes, limit_per_class, workers,
+                        resize, collect)
 
 
 def read_image_zip(
@@ -383,6 +481,8 @@ def read_image_zip(
     classes: Sequence[str] | None = None,
     limit_per_class: int | None = None,
     workers: int | None = None,
+    resize: str = "squash",
+    collect: Collect = in_memory,
 ) -> ImageStore:
     """One split of a zip of an image folder, read in place (nothing is unpacked to disk).
 
@@ -400,7 +500,8 @@ def read_image_zip(
         tops = {m.split("/", 1)[0] for m in members}
         if len(tops) == 1 and not tops & SPLIT_NAMES and all(m.count("/") >= 2 for m in members):
             ids = [m.split("/", 1)[1] for m in members]
-        return _read_layout("zip", path, zf.read, members, ids, split, size, classes, limit_per_class, workers)
+        return _read_layout("zip", path, zf.read, members, ids, split, size, classes, limit_per_class, workers, resize,
+                            collect)
 
 
 # --------------------------------------------------------------------------- arrays
@@ -442,7 +543,7 @@ def _npz_get(data, key: str, where: str) -> np.ndarray:
         ) from None
 
 
-def read_npz(path: str | Path, split: str = "train", size: int | None = None) -> ImageStore:
+def read_npz(path: str | Path, split: str = "train", size: int | None = None, resize: str = "squash") -> ImageStore:
     """One split of an ``.npz``: keys ``x_<split>`` / ``y_<split>``, or ``images`` (+ ``labels``) as split "train".
 
     Images are uint8 (N, H, W, 3) or (N, 3, H, W); optional ``class_names`` (an array of
@@ -476,7 +577,7 @@ def read_npz(path: str | Path, split: str = "train", size: int | None = None) ->
     if labels is not None and len(labels) and labels.max() >= len(names):
         row = int(np.argmax(labels))
         raise DataError(f"{where}: key {label_key!r} row {row} is label {labels[row]} but only {len(names)} class_names are given")
-    images = resize_images(images, size)
+    images = resize_images(images, size, resize)
     ids = [str(i) for i in range(len(images))]
     return ImageStore(images=images, labels=labels, class_names=names, ids=ids, source=where, split=split)
 
@@ -505,7 +606,8 @@ def download_torchvision(name: str, root: str | Path) -> Path:
     return Path(root) / tv.folder
 
 
-def read_torchvision(name: str, root: str | Path, split: str = "train", size: int | None = None, download: bool = False) -> ImageStore:
+def read_torchvision(name: str, root: str | Path, split: str = "train", size: int | None = None, download: bool = False,
+                     resize: str = "squash") -> ImageStore:
     """One split of the named dataset ``name`` (``cifar10``, ``stl10``, ...) kept by torchvision under ``root``.
 
     With ``download`` torchvision fetches it into ``root`` first. Ids are row numbers as strings;
@@ -525,6 +627,6 @@ def read_torchvision(name: str, root: str | Path, split: str = "train", size: in
             "download=True (--download), or copy a complete one there"
         ) from None
     images, labels, class_names = tv.arrays(ds)
-    images = resize_images(images, size)
+    images = resize_images(images, size, resize)
     ids = [str(i) for i in range(len(images))]
     return ImageStore(images=images, labels=labels, class_names=class_names, ids=ids, source=where, split=split)

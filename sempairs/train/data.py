@@ -32,7 +32,7 @@ def load_split(cfg: DataConfig, split: str, limit_per_class: int | None) -> Imag
     carved = cfg.test_split == HELDOUT and split in (cfg.split, HELDOUT)
     store = load_dataset(cfg.dataset, split=cfg.split if carved else split, size=cfg.size, download=cfg.download,
                          root=cfg.root, classes=cfg.classes, limit_per_class=None if carved else limit_per_class,
-                         memory=cfg.memory)
+                         memory=cfg.memory, resize=cfg.resize, workers=cfg.decode_workers)
     if not carved:
         return store
     held = heldout_mask(store, cfg.heldout_per_class)

@@ -269,7 +269,8 @@ def _prepare(fabric: Fabric, cfg: RunConfig, resume: bool) -> _Run:
     run_dir, last = cfg.run_dir, cfg.run_dir / LAST
     fabric.seed_everything(cfg.train.seed, verbose=False)
     batch = cfg.train.batch_size
-    with fabric.rank_zero_first():  # process 0 loads (and caches) first; an error there stops before the others load
+    with fabric.rank_zero_first(local=True):  # process 0 of each node loads (and caches) first; an error there stops
+        # before the others load; the cache's file lock keeps nodes sharing a file system to one decode
         data = load_run_data(cfg)
         if len(data.pairs) < batch:
             raise ConfigError(f"{len(data.pairs)} pairs are fewer than one batch (train.batch_size={batch}): lower the batch size")
