@@ -295,14 +295,14 @@ def balanced_subset(labels: np.ndarray, limit: int) -> np.ndarray:
 
 
 def embedding_cells(exp: ExperimentConfig, cells: Sequence[Cell], rows) -> list[Cell]:
-    """The cells to map: ``exp.embedding``, else the first finished cell of each pair set (or the first finished cell)."""
+    """The cells to map: ``exp.embedding``, else the first finished cell of each arm and pair set (or the first finished cell)."""
     done = {r["cell"] for r in finished(rows, "epochs")}
     if exp.embedding is not None:
         return [c for c in cells if c.id in exp.embedding and c.id in done]
     firsts = {}
     for c in cells:
         if c.id in done:
-            firsts.setdefault(c.values.get(PAIRS_AXIS), c)
+            firsts.setdefault((c.arm, c.values.get(PAIRS_AXIS)), c)
     return list(firsts.values())
 
 

@@ -232,9 +232,10 @@ def write_report(exp: ExperimentConfig, cells: Sequence[Cell] | None = None, row
     if shown.left_out:
         lines += ["Left out: " + "; ".join(shown.left_out) + " (its values are in the runs table).", ""]
     metrics = list(exp.metrics())
+    named = ["arm"] if exp.arms else []
     lines += ["## Runs", "", *_table(
-        ["cell", "epochs", "pairs trained", *metrics, "final loss", "images/s", "seconds", "run dir"],
-        [[r["cell"], r.get("epochs", ""), r.get("num_pairs", ""), *(_number(r.get(m), 2) for m in metrics),
+        ["cell", *named, "epochs", "pairs trained", *metrics, "final loss", "images/s", "seconds", "run dir"],
+        [[r["cell"], *(r.get(a, "") for a in named), r.get("epochs", ""), r.get("num_pairs", ""), *(_number(r.get(m), 2) for m in metrics),
           _number(r.get("final_loss"), 3), _number(r.get("images_per_s"), 0), _number(r.get("seconds"), 0),
           f"`{r.get('run_dir', '')}`"] for r in rows if not r.get("error")])]
     stopped = [r for r in rows if r.get("error")]
