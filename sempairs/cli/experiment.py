@@ -28,12 +28,12 @@ def results_tables(exp, rows: list[dict[str, str]]) -> list[Table]:
     def number(row: dict[str, str], key: str, digits: int) -> str:
         return "stopped" if row.get("error") else f"{float(row[key]):.{digits}f}" if row.get(key) else "–"
 
-    axes = [[row[a] for a in exp.axes] for row in rows]
+    axes = [[row[a] for a in exp.labels] for row in rows]
     scores = [[*ax, number(row, "epochs", 0), *(number(row, m, 2) for m in metrics)] for ax, row in zip(axes, rows)]
     costs = [[*ax, number(row, "num_pairs", 0), number(row, "final_loss", 3), number(row, "images_per_s", 0),
               number(row, "seconds", 0), row.get("device", "")] for ax, row in zip(axes, rows)]
-    return [_table(f"{exp.name}: {len(rows)} runs", [*exp.axes, "epochs", *metrics], scores),
-            _table("training cost", [*exp.axes, "pairs trained", "final loss", "images/s", "seconds", "device"], costs)]
+    return [_table(f"{exp.name}: {len(rows)} runs", [*exp.labels, "epochs", *metrics], scores),
+            _table("training cost", [*exp.labels, "pairs trained", "final loss", "images/s", "seconds", "device"], costs)]
 
 
 def experiment(

@@ -8,8 +8,13 @@ small_stem: true}]``), or a named axis of :mod:`sempairs.experiments.axes` (one 
 ``pairs`` (the pair set: ``ap``, ``sp``, ``ap+sp``, ``curated:<file>``, ``ap+mined``, ...; see
 :mod:`sempairs.experiments.axes.pairs`) and ``transforms`` (an augmentation preset).
 
-``skip`` lists partial cells left out of the product: ``{transforms: crop_only, pairs: ap+sp}``
-drops every cell with those two values.
+``arms`` names settings that vary together (e.g. a matched AP+SP arm with half the pairs per
+class): ``arms: [{name: SP, pairs: sp}, {name: AP+SP, pairs: ap+sp, pairs.per_class: 500}]``;
+each arm sets keys as an axis value would, and the arms are crossed with the axes. The arm's name
+is the ``arm`` column of the results and the row label of reports; a cell's id holds the arm's
+settings (not its name), so renaming an arm, or writing an axis-and-skip grid as arms, keeps its
+cells. ``skip`` lists partial cells left out of the product: ``{transforms: crop_only, pairs: ap+sp}``
+drops every cell with those two values (a rule may name ``arm`` or an arm's keys too).
 
 Everything lives in ``<out_dir>/<name>/``: ``runs/<cell>/`` (each cell's run), ``results.csv``,
 ``report.md`` and ``plots/``; each run's ``history.csv`` holds its metrics per epoch. ``run_grid`` trains the cells one after the other, resumes a
@@ -60,6 +65,7 @@ from sempairs.strict import Strict
 BASE = "grid base"
 SECTIONS = ("data", "backbone", "method", "augment", "optim", "train", "knn")  # axes whose values set several keys
 RESULTS = "results.csv"
+ARM = "arm"  # the results column naming a cell's arm
 # Columns of every results row, in order: cell, the axes, RUN_COLUMNS, the metrics, COST_COLUMNS, other values.
 RUN_COLUMNS = ("epochs", "num_pairs")
 COST_COLUMNS = ("final_loss", "images_per_s", "seconds", "device", "precision", "run_dir", "error", "warning", "config_hash")
@@ -71,6 +77,7 @@ COST_COLUMNS = ("final_loss", "images_per_s", "seconds", "device", "precision", 
 class ExperimentConfig(Strict):
     """A grid of runs: ``base`` run config x ``axes``, evaluated by ``evaluations``.
 
+    ``arms``: named settings that vary together, crossed with the axes (see the module doc).
     ``seed_axis`` is the axis that repeats a setting (reports average over it). ``embedding``
     lists the cells whose test features get a 2-D t-SNE map (None: the first cell of each ``pairs``
     value, or the first cell; ``[]``: no map). ``skip``: partial cells (axis -> value) left out.
@@ -81,7 +88,8 @@ class ExperimentConfig(Strict):
     name: str
     out_dir: str = "experiments"
     base: dict[str, Any] | str = {}
-    axes: dict[str, list[Any]]
+    axes: dict[str, list[Any]] = {}
+    arms: list[dict[str, Any]] = []
     seed_axis: str = "train.seed"
     evaluations: list[str] = ["knn"]
     embedding: list[str] | None = None
@@ -96,16 +104,8 @@ class ExperimentConfig(Strict):
     @field_validator("axes")
     @classmethod
     def _axes_well_formed(cls, axes: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        if not axes:
-            raise ValueError("give at least one axis, e.g. pairs: [ap, sp]")
         for name, values in axes.items():
-            if name not in AXES and name not in SECTIONS and "." not in name:
-                raise ValueError(f"axis {name!r} is neither a dotted config key (e.g. train.seed), a section "
-                                 f"({', '.join(SECTIONS)}) nor {' / '.join(sorted(AXES))}")
-            if name in SECTIONS and not all(isinstance(v, dict) and v for v in values):
-                raise ValueError(f"axis {name!r}: each value is a mapping of {name} keys, e.g. {{width: 0.25}}")
-            if name.split(".")[0] in ("name", "out_dir"):
-                raise ValueError(f"axis {name!r}: the grid names the runs and places them itself")
+            _check_key(f"axis {name!r}", name, values)
             if not values:
                 raise ValueError(f"axis {name!r} has no values")
             shown = [format_value(v) for v in values]
@@ -113,12 +113,33 @@ class ExperimentConfig(Strict):
                 raise ValueError(f"axis {name!r} repeats a value: {shown}")
         return axes
 
+    @field_validator("arms")
+    @classmethod
+    def _arms_well_formed(cls, arms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for arm in arms:
+            if not isinstance(arm.get(ARM_NAME), str) or not arm[ARM_NAME] or len(arm) < 2:
+                raise ValueError(f"arm {arm}: give each arm a name and its settings, e.g. {{name: SP, pairs: sp}}")
+            for key, value in arm.items():
+                if key != ARM_NAME:
+                    _check_key(f"arm {arm[ARM_NAME]!r}: key {key!r}", key, [value])
+        names = [arm[ARM_NAME] for arm in arms]
+        settings = [arm_id(arm) for arm in arms]
+        for what, seen in (("name", names), ("settings", settings)):
+            if len(set(seen)) != len(seen):
+                raise ValueError(f"two arms have the same {what}: {seen}")
+        return arms
+
     @model_validator(mode="after")
-    def _skips_name_axes(self):
+    def _axes_and_arms_fit(self):
+        if not self.axes and not self.arms:
+            raise ValueError("give at least one axis, e.g. pairs: [ap, sp], or arms")
+        shared = sorted(set(self.arm_keys) & set(self.axes))
+        if shared:
+            raise ValueError(f"{shared} are set by both the arms and the axes: keep each key in one of them")
         for rule in self.skip:
-            unknown = sorted(set(rule) - set(self.axes))
+            unknown = sorted(set(rule) - set(self.columns))
             if not rule or unknown:
-                raise ValueError(f"skip rule {rule} must name axes of the grid ({', '.join(self.axes)}); unknown: {unknown}")
+                raise ValueError(f"skip rule {rule} must name axes of the grid ({', '.join(self.columns)}); unknown: {unknown}")
         return self
 
     @field_validator("evaluations")
@@ -139,9 +160,39 @@ class ExperimentConfig(Strict):
         return self.directory / RESULTS
 
     @property
+    def arm_keys(self) -> list[str]:
+        """The keys the arms set, in first-seen order."""
+        return list(dict.fromkeys(key for arm in self.arms for key in arm if key != ARM_NAME))
+
+    @property
+    def labels(self) -> list[str]:
+        """The columns that name a cell in tables: ``arm`` (with arms) and the axes."""
+        return [ARM, *self.axes] if self.arms else list(self.axes)
+
+    @property
+    def columns(self) -> list[str]:
+        """The results columns that say what a cell is: ``arm``, the arms' keys and the axes."""
+        return [ARM, *self.arm_keys, *self.axes] if self.arms else list(self.axes)
+
+    @property
     def group_axes(self) -> list[str]:
-        """The axes a result is grouped by: all but the seed axis."""
-        return [a for a in self.axes if a != self.seed_axis]
+        """The columns a result is grouped by: ``arm`` (with arms) and every axis but the seed axis."""
+        return [a for a in self.labels if a != self.seed_axis]
+
+    @property
+    def compared(self) -> str | None:
+        """The column whose values are compared with its first one: ``arm``, else the ``pairs`` axis (None: neither)."""
+        return ARM if self.arms else PAIRS_AXIS if PAIRS_AXIS in self.axes else None
+
+    def compared_values(self) -> list[str]:
+        """The values of :attr:`compared`, the first one the baseline."""
+        if self.arms:
+            return [arm[ARM_NAME] for arm in self.arms]
+        return [format_value(v) for v in self.axes.get(PAIRS_AXIS, [])]
+
+    def values_of(self, key: str) -> list[Any]:
+        """The values the axes or the arms give ``key`` (empty when neither sets it)."""
+        return self.axes.get(key) or [arm[key] for arm in self.arms if key in arm]
 
     def metrics(self) -> dict[str, str]:
         """Metric column -> label, over all evaluations, in order."""
@@ -165,6 +216,25 @@ def load_experiment(path: str | Path) -> ExperimentConfig:
 # ----------------------------------------------------------------------------- cells
 
 
+ARM_NAME = "name"  # the key of an arm that names it
+
+
+def _check_key(what: str, name: str, values: list[Any]) -> None:
+    """Refuse an axis or arm key that is neither a dotted config key, a section nor a named axis."""
+    if name not in AXES and name not in SECTIONS and "." not in name:
+        raise ValueError(f"{what} is neither a dotted config key (e.g. train.seed), a section "
+                         f"({', '.join(SECTIONS)}) nor {' / '.join(sorted(AXES))}")
+    if name in SECTIONS and not all(isinstance(v, dict) and v for v in values):
+        raise ValueError(f"{what}: each value is a mapping of {name} keys, e.g. {{width: 0.25}}")
+    if name.split(".")[0] in ("name", "out_dir"):
+        raise ValueError(f"{what}: the grid names the runs and places them itself")
+
+
+def arm_id(arm: dict[str, Any]) -> str:
+    """An arm's settings as they appear in cell ids: ``key=value`` joined by commas (its name left out)."""
+    return ",".join(f"{key}={format_value(v)}" for key, v in arm.items() if key != ARM_NAME)
+
+
 def format_value(value: Any) -> str:
     """How an axis value appears in cell ids and results columns (strings as they are, the rest as compact JSON)."""
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
@@ -180,13 +250,15 @@ def cell_dirname(cell_id: str) -> str:
 
 @dataclass(frozen=True)
 class Cell:
-    """One run of the grid: its axis values, stable id, validated config, and the pair files it must generate:
-    ``added_sp`` (``+sp``), ``mined`` (``+mined``, with the checkpoint of the cell ``encoder``); ``layers``: the
-    base, each axis's settings and the grid's placement, from which the config was made."""
+    """One run of the grid: its arm's and axes' values, arm name (None without arms), stable id, validated config,
+    and the pair files it must generate: ``added_sp`` (``+sp``), ``mined`` (``+mined``, with the checkpoint of the
+    cell ``encoder``); ``layers``: the base, the arm's and each axis's settings and the grid's placement, from which
+    the config was made."""
 
     id: str
     values: dict[str, str]
     config: RunConfig
+    arm: str | None = None
     added_sp: Path | None = None
     mined: Path | None = None
     encoder: "Cell | None" = None
@@ -205,32 +277,34 @@ def base_layers(exp: ExperimentConfig) -> list[Layer]:
 
 
 def expand(exp: ExperimentConfig) -> list[Cell]:
-    """The cells of the grid, in the order of the axes' cartesian product, each with a validated RunConfig."""
+    """The cells of the grid, arms x the axes' cartesian product in order, each with a validated RunConfig."""
     base = base_layers(exp)
     runs = exp.directory / "runs"
     cells = []
-    for combo in itertools.product(*exp.axes.values()):
-        values = {axis: format_value(v) for axis, v in zip(exp.axes, combo)}
-        cell_id = ",".join(f"{axis}={v}" for axis, v in values.items())
+    for arm, combo in itertools.product(exp.arms or [{}], itertools.product(*exp.axes.values())):
+        raw = {**{k: v for k, v in arm.items() if k != ARM_NAME}, **dict(zip(exp.axes, combo))}
+        values = {key: format_value(v) for key, v in raw.items()}
+        cell_id = ",".join(f"{key}={v}" for key, v in values.items())
         run_dir = runs / cell_dirname(cell_id)
-        if any(all(values[a] == format_value(v) for a, v in rule.items()) for rule in exp.skip):
+        named = {**values, ARM: arm.get(ARM_NAME)}
+        if any(all(a in named and named[a] == format_value(v) for a, v in rule.items()) for rule in exp.skip):
             continue
         settings: dict[str, Any] = {}
         layers = list(base)
         generated: dict[str, Path] = {}
-        for axis, raw in zip(exp.axes, combo):
-            if axis in AXES:
-                these, files = AXES[axis](values[axis], run_dir)
+        for key, value in raw.items():
+            if key in AXES:
+                these, files = AXES[key](values[key], run_dir)
                 generated.update(files)
-            elif axis in SECTIONS:
-                these = {f"{axis}.{key}": v for key, v in raw.items()}
+            elif key in SECTIONS:
+                these = {f"{key}.{k}": v for k, v in value.items()}
             else:
-                these = {axis: raw}
+                these = {key: value}
             clash = sorted(set(these) & set(settings))
             if clash:
-                raise ConfigError(f"cell {cell_id}: axis {axis!r} sets {clash}, which another axis sets too")
+                raise ConfigError(f"cell {cell_id}: {key!r} sets {clash}, which another axis sets too (or the arm)")
             settings.update(these)
-            layers.append((f"grid axis {axis}", nested(these)))
+            layers.append((f"grid arm {arm[ARM_NAME]}" if key in arm else f"grid axis {key}", nested(these)))
         layers.append(("grid (where its runs go)", {"out_dir": str(runs), "name": run_dir.name}))
         try:
             cfg = load_layers(layers)
@@ -241,7 +315,8 @@ def expand(exp: ExperimentConfig) -> list[Cell]:
             problem = requires(cfg) if requires is not None else None
             if problem:
                 raise ConfigError(f"cell {cell_id}: evaluation {name!r} cannot run: {problem}")
-        cells.append(Cell(cell_id, values, cfg, generated.get("sp"), generated.get("mined"), layers=tuple(layers)))
+        cells.append(Cell(cell_id, values, cfg, arm.get(ARM_NAME), generated.get("sp"), generated.get("mined"),
+                          layers=tuple(layers)))
     cells = [_with_encoder(cell, cells) if cell.mined else cell for cell in cells]
     unknown = sorted(set(exp.embedding or ()) - {c.id for c in cells})
     if unknown:
@@ -340,8 +415,8 @@ def run_cell(exp: ExperimentConfig, cell: Cell, callbacks: Sequence[Callable[[in
     A run stopped by :class:`TrainingStopped` (NaN loss, collapse) gives a row with ``error`` set.
     """
     cfg = cell.config
-    row: dict[str, Any] = dict.fromkeys(["cell", *exp.axes, *RUN_COLUMNS, *exp.metrics(), *COST_COLUMNS], "")
-    row.update({"cell": cell.id, **cell.values, "device": _device_name(cfg), "precision": resolve_precision(cfg),
+    row: dict[str, Any] = dict.fromkeys(["cell", *exp.columns, *RUN_COLUMNS, *exp.metrics(), *COST_COLUMNS], "")
+    row.update({"cell": cell.id, **cell.values, **({ARM: cell.arm} if exp.arms else {}), "device": _device_name(cfg), "precision": resolve_precision(cfg),
                 "run_dir": str(cell.run_dir), "config_hash": cell_hash(cell, exp.mining)})
     if _writes_files():  # the other ranks read these files after rank 0 loaded the run's data
         if cell.added_sp is not None and not cell.added_sp.exists():

@@ -1,6 +1,9 @@
 """Plots of an experiment (PNG, each beside the CSV of the numbers drawn), only those its axes support.
 
-- ``pairs_bars``: every metric per pair set (``pairs`` axis), grouped by the other axes (e.g. method).
+- ``arms`` (with ``arms``) or ``pairs_bars`` (a ``pairs`` axis): every metric per arm, grouped by the
+  other axes (e.g. method), with the metric's reference (the untrained backbone) as a dashed line.
+- ``differences``: each arm's difference from the first arm (the baseline) with its spread, per metric,
+  and a zero line; filled where the difference counts (:mod:`sempairs.experiments.evidence`).
 - ``transforms``: every metric per augmentation preset (``transforms`` axis), change vs the first preset.
 - ``accuracy_vs_epoch``: metrics measured during training (``knn.every``, the run's ``history.csv``) and after it.
 - ``accuracy_vs_pairs_per_class``: metrics over the ``pairs.per_class`` axis.
@@ -9,7 +12,9 @@
 - ``pairs_<file>.calibration``: for each pair file of a ``mined:``/``curated:`` term of the
   ``pairs`` axis, precision vs similarity score and threshold (:mod:`sempairs.pairs.report`).
 
-Bars and points are means over the seed axis; error bars are the sample standard deviation.
+Points are means over the seed axis; error bars are the sample standard deviation. Only metrics that
+carry information are drawn (:func:`sempairs.experiments.comparison.shown_metrics`), and value axes
+span the values drawn, not 0 to the top, so that differences of a few points stay visible.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from sempairs.plotting import save_plot
 from sempairs.trained.features import extract_features
 from sempairs.experiments.axes.pairs import PAIR_FILE_KINDS, PAIRS_AXIS, split_pair_terms
 from sempairs.experiments.axes.transforms import TRANSFORMS_AXIS
-from sempairs.experiments.grid import Cell, ExperimentConfig, expand, grid_rows
+from sempairs.experiments.comparison import differences, per_seed, shown_metrics
+from sempairs.experiments.evidence import DIFFERENCE, NOISE_FACTOR
+from sempairs.experiments.grid import ARM, Cell, ExperimentConfig, expand, grid_rows
 from sempairs.experiments.tsne import tsne
 from sempairs.experiments.report import Stats, finished, seed_count, stats_of, summarise
 from sempairs.trained.loading import load_backbone
@@ -93,23 +100,25 @@ def _spread_note(exp: ExperimentConfig) -> str:
 
 
 def grouped_bars(exp: ExperimentConfig, rows, x_axis: str, out_dir: Path, name: str, title: str, delta: bool) -> Path | None:
-    """Bars of every metric, grouped along the x axis, one colour per setting of the remaining axes.
+    """Every shown metric as points with error bars, grouped along the x axis, one colour per setting of the remaining axes.
 
-    For the ``pairs`` axis the groups are the other axes' settings (e.g. methods) and the colours
-    the pair sets; otherwise (or without other axes) the groups are ``x_axis``'s values. With
-    ``delta`` each bar is annotated with its change from the first group's bar of its colour.
+    For the compared column (``arm`` or ``pairs``) the groups are the other axes' settings (e.g. methods)
+    and the colours the arms; otherwise (or without other axes) the groups are ``x_axis``'s values. With
+    ``delta`` each point is annotated with its change from the first group's point of its colour. A
+    metric's reference (the untrained backbone) is a dashed line at its mean over seeds.
     """
     others = [a for a in exp.group_axes if a != x_axis]
-    group_keys, bar_keys = (others, [x_axis]) if x_axis == PAIRS_AXIS and others else ([x_axis], others)
-    metrics = {m: label for m, label in exp.metrics().items() if finished(rows, m)}
+    group_keys, bar_keys = (others, [x_axis]) if x_axis == exp.compared and others else ([x_axis], others)
+    shown = shown_metrics(exp, rows)
+    metrics = shown.metrics
     if not metrics:
         return None
     drawn = summarise(rows, [*group_keys, *bar_keys], next(iter(metrics)))
     groups_drawn = list(dict.fromkeys(k[: len(group_keys)] for k in drawn))
     widest = max(len(line) for g in groups_drawn for line in _tick(group_keys, g).split("\n"))
-    per_group = max(0.6 * len(drawn) / len(groups_drawn), 0.09 * widest)  # inches: room for the bars and the tick label
+    per_group = max(0.6 * len(drawn) / len(groups_drawn), 0.09 * widest)  # inches: room for the points and the tick label
     colours = len(dict.fromkeys(k[len(group_keys):] for k in drawn))
-    fig, axes = _figure(len(metrics), panel_width=max(5.2, 1 + per_group * len(groups_drawn)), legend_entries=colours)
+    fig, axes = _figure(len(metrics), panel_width=max(5.2, 1 + per_group * len(groups_drawn)), legend_entries=colours + 1)
     table, handles = [], []
     for ax, (metric, label) in zip(axes, metrics.items()):
         stats = summarise(rows, [*group_keys, *bar_keys], metric)
@@ -131,20 +140,80 @@ def grouped_bars(exp: ExperimentConfig, rows, x_axis: str, out_dir: Path, name: 
                               **({"change_vs_first": change} if delta else {})})
                 note = f"{s.mean:.1f}" if change is None or i == 0 else f"{s.mean:.1f}\n({change:+.1f})"
                 ax.annotate(note, (xs[-1], s.mean + stds[-1]), ha="center", va="bottom", fontsize=8,
-                            xytext=(0, 2), textcoords="offset points")
-            handle = ax.bar(xs, means, width, yerr=stds, capsize=3, label=_label(bar_keys, bar), color=f"C{j}")
-            if ax is axes[0]:
+                            xytext=(0, 3), textcoords="offset points")
+            handle = ax.errorbar(xs, means, yerr=stds, fmt="o", markersize=7, capsize=4, label=_label(bar_keys, bar),
+                                 color=f"C{j}")
+            if ax is axes[0] and bar_keys:
                 handles.append(handle)
+        reference = shown.references.get(metric)
+        if reference is not None:
+            values = list(per_seed(rows, reference.column, exp.seed_axis).values())
+            s = stats_of(values)
+            line = ax.axhline(s.mean, color="0.4", linestyle="--", linewidth=1.2, label=f"{reference.label} (reference)")
+            ax.annotate(f"{reference.label} {s.mean:.1f}", (ax.get_xlim()[0], s.mean), fontsize=8, color="0.3",
+                        xytext=(3, 3), textcoords="offset points")
+            table.append({**dict.fromkeys([*group_keys, *bar_keys], ""), "metric": metric, "reference": reference.column,
+                          "mean": s.mean, "std": s.std, "n": s.n})
+            if ax is axes[0]:
+                handles.append(line)
         ax.set_xticks(range(len(groups)), [_tick(group_keys, g) for g in groups])
+        ax.set_xlim(-0.6, len(groups) - 0.4)
         ax.set_xlabel(", ".join(group_keys))
-        ax.set_ylabel(label)
-        ax.set_ylim(0, ax.get_ylim()[1] * 1.12)  # room for the annotations
-        ax.set_title(label, fontsize=10)
+        ax.set_ylabel(textwrap.fill(label.split(" = ")[0], 40))
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.12 * (high - low))  # room for the annotations
+        ax.set_title(textwrap.fill(label, 50), fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    if bar_keys:
+    if handles:
         fig.legend(handles=handles, title=", ".join(bar_keys), loc="outside lower center", ncols=min(4, len(handles)))
-    fig.suptitle(f"{title} ({_spread_note(exp)})")
+    fig.suptitle(f"{title} ({_spread_note(exp)}; the value axis spans the values)")
     return save_plot(fig, table, out_dir, name)
+
+
+def difference_plot(exp: ExperimentConfig, rows, out_dir: Path) -> Path | None:
+    """Dot-and-whisker plot of each arm's difference from the baseline arm, per shown metric, with a zero line.
+
+    The whisker is the difference's spread (:mod:`sempairs.experiments.evidence`); a filled dot is a
+    difference (more than ``NOISE_FACTOR`` spreads from zero), a hollow one is within noise or has too few seeds.
+    """
+    shown = shown_metrics(exp, rows)
+    found = {metric: differences(exp, rows, metric) for metric in shown.metrics}
+    found = {m: d for m, d in found.items() if d}
+    if not found:
+        return None
+    others = [a for a in exp.group_axes if a != exp.compared]
+    lines = max(len(d) for d in found.values())
+    fig, axes = _figure(len(found), height=1.6 + 0.45 * lines)
+    table = []
+    for ax, (metric, diffs) in zip(axes, found.items()):
+        for y, d in enumerate(diffs):
+            diff = d.difference
+            spread = 0.0 if math.isnan(diff.spread) else diff.spread
+            counts = diff.verdict == DIFFERENCE
+            colour = "C0" if counts else "0.45"
+            ax.errorbar([diff.mean], [y], xerr=[NOISE_FACTOR * spread], fmt="none", capsize=4, color=colour, linewidth=1)
+            ax.errorbar([diff.mean], [y], xerr=[spread], fmt="o", markersize=8, color=colour, linewidth=4,
+                        markerfacecolor=colour if counts else "white")
+            ax.annotate(f"{diff.mean:+.1f} ± {spread:.1f}\n{diff.verdict}", (diff.mean, y), ha="center", va="bottom",
+                        fontsize=8, xytext=(0, 6), textcoords="offset points")
+            table.append({**dict(zip(others, d.key)), exp.compared: d.arm, "baseline": d.baseline, "metric": metric,
+                          "difference": diff.mean, "spread": diff.spread, "seeds": diff.seeds, "verdict": diff.verdict})
+        ax.axvline(0, color="0.3", linewidth=1)
+        ticks = [f"{d.arm} − {d.baseline}" + (f"\n{_label(others, d.key)}" if others else "") for d in diffs]
+        ax.set_yticks(range(len(diffs)), ticks)
+        ends = [d.difference.mean + sign * NOISE_FACTOR * (0 if math.isnan(d.difference.spread) else d.difference.spread)
+                for d in diffs for sign in (-1, 1)]
+        low, high = min(0.0, *ends), max(0.0, *ends)
+        pad = 0.15 * (high - low) + 0.2
+        ax.set_xlim(low - pad, high + pad)
+        ax.set_ylim(len(diffs) - 0.4, -0.9)  # the first arm on top, room for the labels
+        ax.set_xlabel(f"difference, points of {shown.metrics[metric].split(' = ')[0]}")
+        ax.set_title(textwrap.fill(shown.metrics[metric], 50), fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(textwrap.fill(f"Difference from {exp.compared_values()[0]}: mean over seeds, thick bar ± its spread "
+                               f"sqrt(sd_a² + sd_b²), whisker ± {NOISE_FACTOR:g} spreads; filled: the whisker clears 0 "
+                               "(a difference), hollow: within noise or too few seeds", 110), fontsize=10)
+    return save_plot(fig, table, out_dir, "differences")
 
 
 def _metric_lines(exp: ExperimentConfig, rows, x_column: str, across: str | None, points_of, out_dir: Path, name: str,
@@ -156,7 +225,7 @@ def _metric_lines(exp: ExperimentConfig, rows, x_column: str, across: str | None
     deviation as error bar. Made only when some line has two points or more.
     """
     keys = [a for a in exp.group_axes if a != across]
-    metrics = {m: label for m, label in exp.metrics().items() if finished(rows, m)}
+    metrics = shown_metrics(exp, rows).metrics
     series = {}
     for metric in metrics:
         lines: dict[tuple, dict[float, list[float]]] = {}
@@ -225,14 +294,14 @@ def balanced_subset(labels: np.ndarray, limit: int) -> np.ndarray:
 
 
 def embedding_cells(exp: ExperimentConfig, cells: Sequence[Cell], rows) -> list[Cell]:
-    """The cells to map: ``exp.embedding``, else the first finished cell of each pair set (or the first finished cell)."""
+    """The cells to map: ``exp.embedding``, else the first finished cell of each arm and pair set (or the first finished cell)."""
     done = {r["cell"] for r in finished(rows, "epochs")}
     if exp.embedding is not None:
         return [c for c in cells if c.id in exp.embedding and c.id in done]
     firsts = {}
     for c in cells:
         if c.id in done:
-            firsts.setdefault(c.values.get(PAIRS_AXIS), c)
+            firsts.setdefault((c.arm, c.values.get(PAIRS_AXIS)), c)
     return list(firsts.values())
 
 
@@ -274,7 +343,7 @@ def pair_file_calibrations(exp: ExperimentConfig, out_dir: Path) -> list[Path]:
     from sempairs.pairs import load_pairs
     from sempairs.pairs.report import plot_calibration, precision_report
 
-    named = [Path(file) for value in exp.axes.get(PAIRS_AXIS, []) for term in split_pair_terms(str(value))
+    named = [Path(file) for value in exp.values_of(PAIRS_AXIS) for term in split_pair_terms(str(value))
              for kind, _, file in [term.partition(":")] if file and kind in PAIR_FILE_KINDS]
     cells = expand(exp)
     mined = [cell.mined for cell in cells if cell.mined is not None]
@@ -301,8 +370,10 @@ def make_plots(exp: ExperimentConfig, cells: Sequence[Cell] | None = None, rows=
     rows = rows if rows is not None else grid_rows(exp, cells)
     out = exp.directory / "plots"
     made = []
-    if PAIRS_AXIS in exp.axes:
-        made.append(grouped_bars(exp, rows, PAIRS_AXIS, out, "pairs_bars", "Accuracy per pair set", delta=False))
+    if exp.compared is not None:
+        name = "arms" if exp.compared == ARM else "pairs_bars"
+        made.append(grouped_bars(exp, rows, exp.compared, out, name, f"Accuracy per {exp.compared}", delta=False))
+        made.append(difference_plot(exp, rows, out))
     if TRANSFORMS_AXIS in exp.axes:
         first = exp.axes[TRANSFORMS_AXIS][0]
         made.append(grouped_bars(exp, rows, TRANSFORMS_AXIS, out, "transforms",

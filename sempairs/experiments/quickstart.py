@@ -1,6 +1,6 @@
 """The README's main job: SP, matched AP, AP+SP and an untrained backbone, over seeds, with a reading.
 
-The quickstart is an experiment grid (``sempairs/configs/quickstart.yaml``: pair set x seed) run
+The quickstart is an experiment grid (``sempairs/configs/quickstart.yaml``: its named arms x seed) run
 through :func:`sempairs.experiments.grid.run_grid`, so a killed quickstart resumes. AP+SP trains on
 half of each set (``pairs.per_class / 2`` augmented and as many semantic pairs per class): the same
 pair count and optimiser steps as SP and AP, so its difference from them is what the pairs hold,
@@ -8,7 +8,7 @@ not more training. Each arm
 pretrains on half of the classes; kNN on those (seen) and on the other half (unseen) tells what
 each kind of pair teaches and how far it carries. The table, the reading and
 ``<out-dir>/quickstart.json`` (per arm: settings and per-seed kNN top-1) are made from the grid's
-results rows.
+results rows; the reading applies :mod:`sempairs.experiments.evidence`, as ``report.md`` does.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from rich.table import Table
 
 from sempairs.atomic import write_text
 from sempairs.config import ConfigError, merge, read_yaml_mapping
-from sempairs.experiments.grid import ExperimentConfig, expand, run_grid
+from sempairs.experiments.evidence import difference
+from sempairs.experiments.grid import ARM, ExperimentConfig, expand, run_grid
 
-ARMS = {"SP": "sp", "AP": "ap", "AP+SP": "ap+sp"}  # table name -> value of the grid's pairs axis
-UNION = "ap+sp"  # half of each set: the same pair count as the other arms
+ARMS = ("SP", "AP", "AP+SP")  # the config's arms, SP the baseline
+PER_CLASS = "pairs.per_class"
 RANDOM = "random init"
 METRICS = {"seen": ("transfer_seen_knn_top1", "random_init_knn_top1"),
            "unseen": ("transfer_unseen_knn_top1", "random_init_unseen_knn_top1")}  # (trained column, untrained column)
@@ -47,19 +48,26 @@ def quickstart_experiment(out_dir: Path, dataset: str, download: bool, overrides
     """The embedded quickstart grid at ``out_dir`` on ``dataset``; ``overrides`` (a nested dict) merge into its base,
     ``seeds`` (None: the config's) sets the seeds ``0 .. seeds - 1``."""
     tree = read_yaml_mapping(default_config_path(), "experiment", "name, base, axes")
+    reference = tree["base"]["pairs"]["per_class"]
     tree["base"] = merge(merge(tree["base"], {"data": {"dataset": dataset, "download": download}}), overrides or {})
     if seeds is not None:
         tree["axes"]["train.seed"] = list(range(seeds))
     per_class = tree["base"]["pairs"]["per_class"]
-    if isinstance(per_class, int) and per_class % 2:
-        raise ConfigError(f"pairs.per_class={per_class}: the quickstart trains AP+SP on half of each pair set (the same "
-                          "pair count as SP and AP); give an even number of pairs per class")
-    if isinstance(per_class, int) and per_class > 0:  # anything else is reported by the config's validation
-        arms = tree["axes"].pop("pairs")
-        tree["axes"] = {"pairs": arms, "pairs.per_class": [per_class, per_class // 2], **tree["axes"]}
-        tree["skip"] = [{"pairs": arm, "pairs.per_class": per_class if arm == UNION else per_class // 2} for arm in arms]
+    if per_class != reference:
+        tree["arms"] = [_scaled(arm, per_class, reference) for arm in tree["arms"]]
     out_dir = Path(out_dir)
     return ExperimentConfig.model_validate({**tree, "name": out_dir.name, "out_dir": str(out_dir.parent)})
+
+
+def _scaled(arm: dict, per_class: object, reference: int) -> dict:
+    """``arm`` with its pairs per class scaled by ``per_class / reference`` (AP+SP keeps half of each set)."""
+    if not isinstance(per_class, int) or isinstance(per_class, bool) or per_class <= 0:
+        raise ConfigError(f"pairs.per_class={per_class}: the quickstart's arms need a whole number of pairs per class")
+    scaled = arm[PER_CLASS] * per_class / reference
+    if scaled != int(scaled):
+        raise ConfigError(f"pairs.per_class={per_class}: the quickstart trains {arm['name']} on {arm[PER_CLASS]} of "
+                          f"{reference} pairs per class, {scaled:g} here; give an even number of pairs per class")
+    return {**arm, PER_CLASS: int(scaled)}
 
 
 def _spread(values: list[float]) -> float:
@@ -70,8 +78,8 @@ def summarise(exp: ExperimentConfig, rows: list[dict[str, str]]) -> dict:
     """Per arm: settings and, per seed, kNN top-1 on the seen and the unseen classes; mean and spread (sample std)."""
     cells = {c.id: c for c in expand(exp)}
     arms: dict[str, dict] = {}
-    for arm, value in {**ARMS, RANDOM: "sp"}.items():
-        mine = [r for r in rows if r["pairs"] == value and not r.get("error")]
+    for arm in (*ARMS, RANDOM):
+        mine = [r for r in rows if r[ARM] == (ARMS[0] if arm == RANDOM else arm) and not r.get("error")]
         if not mine:
             continue
         cfg = cells[mine[0]["cell"]].config
@@ -81,7 +89,7 @@ def summarise(exp: ExperimentConfig, rows: list[dict[str, str]]) -> dict:
         settings = {"pairs": 0 if arm == RANDOM else int(mine[0]["num_pairs"]), "epochs": 0 if arm == RANDOM else cfg.train.epochs,
                     "method": cfg.method.name, "backbone": cfg.backbone.name, "small_stem": cfg.backbone.small_stem,
                     "image_size": cfg.data.size, "batch_size": cfg.train.batch_size, "optimizer": cfg.optim.name,
-                    "lr": cfg.optim.lr, "augment": value if arm != RANDOM else None}
+                    "lr": cfg.optim.lr, "augment": mine[0]["pairs"] if arm != RANDOM else None}
         groups = {g: [s[g] for s in seeds.values() if g in s] for g in METRICS}
         arms[arm] = {"settings": settings, "seeds": seeds,
                      **{g: {"mean": statistics.fmean(v), "spread": _spread(v)} for g, v in groups.items() if v}}
@@ -90,14 +98,13 @@ def summarise(exp: ExperimentConfig, rows: list[dict[str, str]]) -> dict:
             "test_images_per_class": some.data.test_limit_per_class, "arms": arms}
 
 
-def _difference(summary: dict, a: str, b: str, group: str) -> tuple[float, float] | None:
-    """``mean(a) - mean(b)`` on ``group`` and its spread: ``sqrt(spread(a)^2 + spread(b)^2)``, the seed-to-seed
-    spread of the difference of two single runs (conservative: it does not shrink with more seeds)."""
+def _difference(summary: dict, a: str, b: str, group: str):
+    """The :func:`sempairs.experiments.evidence.difference` of arm ``a`` over ``b`` on ``group`` (None: not measured)."""
     arms = summary["arms"]
-    if group not in arms.get(a, {}) or group not in arms.get(b, {}):
+    if a not in arms or b not in arms:
         return None
-    first, second = arms[a][group], arms[b][group]
-    return first["mean"] - second["mean"], (first["spread"] ** 2 + second["spread"] ** 2) ** 0.5
+    per_seed = [{seed: values[group] for seed, values in arms[arm]["seeds"].items() if group in values} for arm in (a, b)]
+    return difference(*per_seed)
 
 
 def reading(summary: dict) -> list[str]:
@@ -111,17 +118,12 @@ def reading(summary: dict) -> list[str]:
         diff = _difference(summary, "SP", "AP", group)
         if diff is None:
             continue
-        mean, spread = diff
-        leader, other = ("SP", "AP") if mean > 0 else ("AP", "SP")
-        if spread == spread and abs(mean) > 2 * spread:
-            verdict = f"{leader} beats {other} by more than twice the seed spread"
-        else:
-            verdict = "within the seed-to-seed noise: no conclusion"
-        lines.append(f"{group.capitalize()} classes: SP - AP = {mean:+.1f} ± {spread:.1f} points: {verdict}.")
+        lines.append(f"{group.capitalize()} classes: SP - AP = {diff.mean:+.1f} ± {diff.spread:.1f} points: "
+                     f"{diff.sentence('SP', 'AP')}.")
     both = [_difference(summary, "AP+SP", arm, g) for arm in ("SP", "AP") for g in ("seen", "unseen")]
     if all(both):
         lines.append("AP+SP vs SP / AP: seen {:+.1f} / {:+.1f}, unseen {:+.1f} / {:+.1f} points.".format(
-            both[0][0], both[2][0], both[1][0], both[3][0]))
+            both[0].mean, both[2].mean, both[1].mean, both[3].mean))
     return lines
 
 

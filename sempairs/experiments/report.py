@@ -1,7 +1,9 @@
-"""``report.md`` of an experiment: settings, how to read the numbers, mean ± std over seeds per metric."""
+"""``report.md`` of an experiment: settings, how to read the numbers, the reading of each arm's difference from
+the baseline (:mod:`sempairs.experiments.evidence`, as the quickstart reads it), mean ± std over seeds per metric."""
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,9 +11,11 @@ from typing import NamedTuple
 
 from sempairs.atomic import write_text
 from sempairs.experiments.axes.pairs import PAIRS_AXIS, split_pair_terms
+from sempairs.experiments.comparison import Shown, differences, per_seed, shown_metrics
+from sempairs.experiments.evidence import MIN_SEEDS, RULE, Difference, is_smoke
 from sempairs.experiments.grid import Cell, ExperimentConfig, expand, format_value, grid_rows
 
-# Below these a grid is called smoke-scale in the report.
+# Below these a grid is a short-schedule comparison, not one at the scale of the dataset.
 REAL_SCALE_EPOCHS = 100
 REAL_SCALE_TRAIN_IMAGES = 10_000
 STUDY = ("the study (arXiv 2510.08722) pretrained ResNet-50 at 64 px on 187 ImageNet classes (29,359 pairs) "
@@ -61,22 +65,54 @@ def _table(header: list[str], body: list[list[str]]) -> list[str]:
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in body), ""]
 
 
-def metric_table(exp: ExperimentConfig, rows: Sequence[dict[str, str]], metric: str) -> list[str]:
-    """Markdown lines of one metric's table; with a ``pairs`` axis, one column per pair set and the differences."""
+def _reference(exp: ExperimentConfig, rows: Sequence[dict[str, str]], column: str, seeds: int) -> str:
+    """A reference column over ``rows``: mean ± std over its seeds (each seed's value counted once)."""
+    values = list(per_seed(rows, column, exp.seed_axis).values())
+    return format_stats(stats_of(values), seeds) if values else "–"
+
+
+def metric_table(exp: ExperimentConfig, rows: Sequence[dict[str, str]], metric: str, shown: Shown) -> list[str]:
+    """Markdown lines of one metric's table: with arms (or a ``pairs`` axis), one column per arm, each arm's
+    difference from the first with its spread and verdict, and the metric's reference (e.g. the untrained backbone)."""
     seeds = seed_count(exp)
+    reference = shown.references.get(metric)
     keys = exp.group_axes
-    if PAIRS_AXIS not in keys:
-        stats = summarise(rows, keys, metric)
-        return _table([*keys, "mean ± std"], [[*k, format_stats(s, seeds)] for k, s in stats.items()])
-    others = [a for a in keys if a != PAIRS_AXIS]
-    arms = [format_value(v) for v in exp.axes[PAIRS_AXIS]]
-    stats = summarise(rows, [*others, PAIRS_AXIS], metric)
+    compared = exp.compared
+    others = [a for a in keys if a != compared]
+    arms = exp.compared_values() if compared else []
+    stats = summarise(rows, [*others, *([compared] if compared else [])], metric)
+    found = {(d.key, d.arm): d.difference for d in differences(exp, rows, metric)}
     body = []
-    for key in dict.fromkeys(k[:-1] for k in stats):
-        cells = [stats.get((*key, arm)) for arm in arms]
-        deltas = [f"{c.mean - cells[0].mean:+.2f}" if c and cells[0] else "–" for c in cells[1:]]
-        body.append([*key, *(format_stats(c, seeds) for c in cells), *deltas])
-    return _table([*others, *arms, *(f"{arm} − {arms[0]}" for arm in arms[1:])], body)
+    for key in dict.fromkeys(k[: len(others)] for k in stats):
+        cells = [format_stats(stats.get((*key, arm)), seeds) for arm in arms] or [format_stats(stats.get(key), seeds)]
+        deltas = [_delta(found.get((key, arm))) for arm in arms[1:]]
+        mine = [r for r in rows if tuple(r[a] for a in others) == key]
+        body.append([*key, *cells, *deltas, *([_reference(exp, mine, reference.column, seeds)] if reference else [])])
+    header = [*others, *(arms or ["mean ± std"]), *(f"{arm} − {arms[0]}" for arm in arms[1:]),
+              *([f"{reference.label} (reference)"] if reference else [])]
+    return _table(header, body)
+
+
+def _signed(diff: Difference) -> str:
+    """A difference with its spread: ``+4.80 ± 0.30`` (no spread with one seed)."""
+    return f"{diff.mean:+.2f}" if math.isnan(diff.spread) else f"{diff.mean:+.2f} ± {diff.spread:.2f}"
+
+
+def _delta(diff: Difference | None) -> str:
+    """A difference with its spread and verdict: ``+4.80 ± 0.30 (difference)``."""
+    return "–" if diff is None else f"{_signed(diff)} ({diff.verdict})"
+
+
+def reading_lines(exp: ExperimentConfig, rows: Sequence[dict[str, str]], shown: Shown) -> list[str]:
+    """Each arm against the baseline, per shown metric, in the quickstart's words."""
+    lines = []
+    others = [a for a in exp.group_axes if a != exp.compared]
+    for metric, label in shown.metrics.items():
+        for d in differences(exp, rows, metric):
+            where = f" ({', '.join(f'{a}={v}' for a, v in zip(others, d.key))})" if others else ""
+            lines.append(f"- {label}{where}: {d.arm} − {d.baseline} = {_signed(d.difference)} points: "
+                         f"{d.difference.sentence(d.arm, d.baseline)}.")
+    return [*lines, ""] if lines else []
 
 
 def _values(dumps: list[dict], key: str) -> str:
@@ -94,16 +130,16 @@ def _column(rows: Sequence[dict[str, str]], key: str) -> str:
 
 
 def _pair_counts(exp: ExperimentConfig, rows: Sequence[dict[str, str]]) -> str:
-    """Pairs trained per pair set, as recorded in the rows."""
-    if PAIRS_AXIS not in exp.axes:
+    """Pairs trained per arm (or pair set), as recorded in the rows."""
+    if exp.compared is None:
         return f"{_column(rows, 'num_pairs')} pairs"
-    arms = dict.fromkeys(r[PAIRS_AXIS] for r in rows)
-    return "; ".join(f"{arm}: {_column([r for r in rows if r[PAIRS_AXIS] == arm], 'num_pairs')} pairs" for arm in arms)
+    arms = dict.fromkeys(r[exp.compared] for r in rows)
+    return "; ".join(f"{arm}: {_column([r for r in rows if r[exp.compared] == arm], 'num_pairs')} pairs" for arm in arms)
 
 
 def _pair_terms(exp: ExperimentConfig, dumps: list[dict]) -> set[str]:
-    if PAIRS_AXIS in exp.axes:
-        return {term.split(":")[0] for v in exp.axes[PAIRS_AXIS] for term in split_pair_terms(format_value(v))}
+    if exp.values_of(PAIRS_AXIS):
+        return {term.split(":")[0] for v in exp.values_of(PAIRS_AXIS) for term in split_pair_terms(str(v))}
     return {{"augmented": "ap", "labels": "sp", "file": "file"}[d["pairs"]["source"]] for d in dumps}
 
 
@@ -116,7 +152,8 @@ def settings_lines(exp: ExperimentConfig, cells: Sequence[Cell], rows: Sequence[
 
     seeds = v(exp.seed_axis) if exp.seed_axis in exp.axes else v("train.seed")
     hours = sum(float(r["seconds"]) for r in rows if r.get("seconds")) / 3600
-    axes = " × ".join(f"{a} ({len(vals)})" for a, vals in exp.axes.items())
+    axes = " × ".join([*([f"arms ({', '.join(exp.compared_values())})"] if exp.arms else []),
+                       *(f"{a} ({len(vals)})" for a, vals in exp.axes.items())])
     lines = [
         (f"- **Data**: `{v('data.dataset')}` at {v('data.size')} px; pretraining and kNN memory: split "
          f"`{v('data.split')}` ({_column(rows, 'train_images')} images, limit per class: {v('data.limit_per_class')}); "
@@ -134,13 +171,17 @@ def settings_lines(exp: ExperimentConfig, cells: Sequence[Cell], rows: Sequence[
     epochs = max(c.config.train.epochs for c in cells)
     train_images = [int(r["train_images"]) for r in rows if r.get("train_images")]
     small = any(c.config.data.limit_per_class for c in cells) or min(train_images, default=REAL_SCALE_TRAIN_IMAGES) < REAL_SCALE_TRAIN_IMAGES
-    if epochs < REAL_SCALE_EPOCHS or small:
-        lines.append(f"**Smoke scale** ({epochs} epochs at most, {_column(rows, 'train_images')} training images): these "
-                     "numbers show that the pipeline runs end to end; they are no evidence for or against semantic "
-                     f"pairs. For reference, {STUDY}.")
+    seeds = min((s.n for s in summarise(rows, exp.group_axes, "epochs").values()), default=0)
+    if is_smoke(seeds):
+        lines.append(f"**Smoke run** ({seeds} finished seed(s) in the smallest group, fewer than {MIN_SEEDS}): no "
+                     "difference here can be told from seed-to-seed noise; these numbers show that the pipeline runs "
+                     f"end to end, not evidence for or against semantic pairs. For reference, {STUDY}.")
     else:
-        lines.append(f"**Real scale for this dataset**, but not a reproduction: {STUDY}; compare the direction and size "
-                     "of the differences, not the numbers.")
+        scale = (f"a short-schedule comparison ({epochs} epochs at most, {_column(rows, 'train_images')} training "
+                 f"images), not a reproduction: {STUDY}" if epochs < REAL_SCALE_EPOCHS or small else
+                 f"real scale for this dataset, but not a reproduction: {STUDY}")
+        lines.append(f"**Read against the seed spread** ({seeds} seeds at least per group): {RULE}. The scale: {scale}; "
+                     "a difference is evidence about this recipe.")
     return [*lines, ""]
 
 
@@ -168,8 +209,8 @@ def reading_notes(exp: ExperimentConfig, cells: Sequence[Cell]) -> list[str]:
                      "test split as queries, after the last epoch; not the study's linear evaluation.")
     if seed_count(exp) > 1:
         notes.append(f"Values are mean ± sample standard deviation over the {seed_count(exp)} values of `{exp.seed_axis}`; "
-                     "differences smaller than the spread are not meaningful. `(n=k)` marks a group with another number "
-                     "of finished runs.")
+                     "a difference column holds the difference of the means ± its spread and the verdict of the rule "
+                     "above. `(n=k)` marks a group with another number of finished runs.")
     else:
         notes.append("Each value is a single run (no seed axis): the spread over seeds is unknown, so small differences "
                      "are not meaningful.")
@@ -182,12 +223,19 @@ def write_report(exp: ExperimentConfig, cells: Sequence[Cell] | None = None, row
     rows = rows if rows is not None else grid_rows(exp, cells)
     lines = [f"# Experiment `{exp.name}`", "", *settings_lines(exp, cells, rows), "## How to read it", "",
              *reading_notes(exp, cells)]
-    for metric, label in exp.metrics().items():
-        lines += [f"## {label}", "", *metric_table(exp, rows, metric)]
+    shown = shown_metrics(exp, rows)
+    reading = reading_lines(exp, rows, shown)
+    if reading:
+        lines += [f"## Reading: each arm against {exp.compared_values()[0]}", "", *reading]
+    for metric, label in shown.metrics.items():
+        lines += [f"## {label}", "", *metric_table(exp, rows, metric, shown)]
+    if shown.left_out:
+        lines += ["Left out: " + "; ".join(shown.left_out) + " (its values are in the runs table).", ""]
     metrics = list(exp.metrics())
+    named = ["arm"] if exp.arms else []
     lines += ["## Runs", "", *_table(
-        ["cell", "epochs", "pairs trained", *metrics, "final loss", "images/s", "seconds", "run dir"],
-        [[r["cell"], r.get("epochs", ""), r.get("num_pairs", ""), *(_number(r.get(m), 2) for m in metrics),
+        ["cell", *named, "epochs", "pairs trained", *metrics, "final loss", "images/s", "seconds", "run dir"],
+        [[r["cell"], *(r.get(a, "") for a in named), r.get("epochs", ""), r.get("num_pairs", ""), *(_number(r.get(m), 2) for m in metrics),
           _number(r.get("final_loss"), 3), _number(r.get("images_per_s"), 0), _number(r.get("seconds"), 0),
           f"`{r.get('run_dir', '')}`"] for r in rows if not r.get("error")])]
     stopped = [r for r in rows if r.get("error")]

@@ -4,7 +4,7 @@ and what several evaluations share: the run's trained backbone, its splits, its 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -27,23 +27,27 @@ class Evaluator:
     ``fn(result, cfg)`` returns a row's values: the ``metrics`` (column -> label for tables and
     plots, higher is better) and any other columns worth keeping (e.g. the protocol's settings).
     ``requires(cfg)`` says what a cell's config lacks for it (None: nothing), so a grid that
-    cannot be evaluated is refused before any training.
+    cannot be evaluated is refused before any training. ``references``: columns it writes that
+    are a reference for other evaluations' metrics (column -> those metrics), drawn as lines.
     """
 
     metrics: dict[str, str]
     fn: Callable[[TrainResult, RunConfig], dict[str, Any]]
     requires: Callable[[RunConfig], str | None] | None = None
+    references: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 EVALUATORS: Registry[Evaluator] = Registry("evaluation", "sempairs.experiments.evaluations")
 """Every grid evaluation by name: each module of ``sempairs.experiments.evaluations`` registers its own."""
 
 
-def register_evaluator(name: str, metrics: dict[str, str], requires: Callable[[RunConfig], str | None] | None = None):
-    """Decorator: register ``fn(result, cfg) -> dict`` as the evaluation ``name`` with these metric columns."""
+def register_evaluator(name: str, metrics: dict[str, str], requires: Callable[[RunConfig], str | None] | None = None,
+                       references: dict[str, tuple[str, ...]] | None = None):
+    """Decorator: register ``fn(result, cfg) -> dict`` as the evaluation ``name`` with these metric columns
+    (and ``references``: its columns that are a reference for other metrics, see :class:`Evaluator`)."""
 
     def decorate(fn):
-        EVALUATORS.register(name, Evaluator(metrics, fn, requires))
+        EVALUATORS.register(name, Evaluator(metrics, fn, requires, references or {}))
         return fn
 
     return decorate

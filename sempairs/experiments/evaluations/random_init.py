@@ -1,7 +1,8 @@
 """``random_init``: the same kNN protocol on the cell's backbone untrained (seeded like the run).
 
 The reference a short run must clearly beat (at 32 px an untrained ResNet scores far above
-chance); with ``data.classes`` also on the other classes, as ``transfer`` measures them.
+chance); with ``data.classes`` also on the other classes, as ``transfer`` measures them. Reports
+and plots draw it as the reference of those kNN metrics, not as a metric of its own.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def untrained_backbone(cfg: RunConfig) -> torch.nn.Module:
 UNTRAINED_DEPENDS_ON = ("data", "backbone", "method", "augment", "knn", "features")  # and train.seed, train.accelerator
 
 
-@register_evaluator("random_init", {"random_init_knn_top1": "kNN top-1 of the untrained backbone (%)"}, needs_test_split)
+@register_evaluator("random_init", {"random_init_knn_top1": "kNN top-1 of the untrained backbone (%)"}, needs_test_split,
+                    references={"random_init_knn_top1": ("knn_top1", "transfer_seen_knn_top1"),
+                                "random_init_unseen_knn_top1": ("transfer_unseen_knn_top1",)})
 def knn_of_random_init(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
     """kNN accuracy of the cell's architecture before training, with the run's seed, data and protocol.
 
