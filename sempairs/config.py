@@ -44,6 +44,13 @@ class DataConfig(Strict):
     memory: Literal["auto", "ram", "mmap"] = "auto"
     heldout_per_class: int = Field(100, gt=0)
 
+    @model_validator(mode="after")
+    def _queries_not_in_memory(self):
+        if self.test_split is not None and self.test_split == self.split:
+            raise ValueError(f"data.test_split={self.test_split!r} is also data.split, the kNN memory: every query would "
+                             "find itself. Fix: give another split (test) or heldout")
+        return self
+
 
 class PairsConfig(Strict):
     """Where the positive pairs come from.
@@ -131,7 +138,7 @@ class KnnConfig(Strict):
     """Weighted kNN on L2-normalised backbone features (k=200, t=0.1: the common protocol)."""
 
     k: int = Field(200, gt=0)
-    temperature: float = Field(0.1, gt=0)
+    temperature: float = Field(0.1, gt=0, allow_inf_nan=False)
     every: int = Field(0, ge=0)
 
 
@@ -322,6 +329,14 @@ def read_yaml_mapping(path: str | Path, kind: str, keys: str) -> dict:
     return loaded
 
 
+def validate(model: type[BaseModel], tree: dict, source: str) -> BaseModel:
+    """``tree`` validated as ``model`` (a config section or the whole run); ConfigError naming each bad key."""
+    try:
+        return model.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source)) from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: dict | None = None) -> RunConfig:
     """Read a YAML run config (or defaults), apply ``key=value`` overrides, validate everything."""
     tree = dict(base or {})
@@ -330,7 +345,4 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         tree = merge(tree, read_yaml_mapping(path, "config", "sections data, pairs"))
         source = str(path)
     tree = merge(tree, parse_overrides(overrides or []))
-    try:
-        return RunConfig.model_validate(tree)
-    except ValidationError as err:
-        raise ConfigError(_describe(err, source)) from None
+    return validate(RunConfig, tree, source)

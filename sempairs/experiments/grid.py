@@ -47,6 +47,7 @@ from sempairs.csvio import write_rows
 from sempairs.experiments.axes import AXES
 from sempairs.experiments.axes.pairs import PAIRS_AXIS
 from sempairs.experiments.evaluations import EVALUATORS
+from sempairs.experiments.evaluations.base import current_columns, current_name
 from sempairs.experiments.generated import ADDED_SP_FILE, MINED_FILE, MiningSettings, mined_columns, write_added_sp, write_mined
 from sempairs.train import TrainingStopped, train
 from sempairs.trained.checkpoint import LAST
@@ -120,6 +121,7 @@ class ExperimentConfig(Strict):
     @field_validator("evaluations")
     @classmethod
     def _known_evaluations(cls, names: list[str]) -> list[str]:
+        names = [current_name(n) for n in names]
         unknown = [n for n in names if n not in EVALUATORS]
         if unknown:
             raise ValueError(f"unknown evaluation(s) {unknown}; registered: {sorted(EVALUATORS)}")
@@ -259,7 +261,7 @@ def read_results(path: Path) -> dict[str, dict[str, str]]:
     if not path.exists():
         return {}
     with open(path, newline="") as f:
-        return {row["cell"]: row for row in csv.DictReader(f)}
+        return {row["cell"]: current_columns(row, str(path)) for row in csv.DictReader(f)}
 
 
 def cell_hash(cell: Cell, mining: MiningSettings | None = None) -> str:

@@ -30,8 +30,8 @@ from sempairs.experiments.grid import ExperimentConfig, expand, run_grid
 ARMS = {"SP": "sp", "AP": "ap", "AP+SP": "ap+sp"}  # table name -> value of the grid's pairs axis
 UNION = "ap+sp"  # half of each set: the same pair count as the other arms
 RANDOM = "random init"
-METRICS = {"seen": ("transfer_seen_knn_top1", "random_init_knn_top1"),
-           "unseen": ("transfer_unseen_knn_top1", "random_init_unseen_knn_top1")}  # (trained column, untrained column)
+METRICS = {"seen": ("knn_top1", "random_init_knn_top1"),
+           "unseen": ("unseen_knn_top1", "random_init_unseen_knn_top1")}  # (trained column, untrained column)
 LEGEND = ("SP: semantic pairs, two different images of one class, drawn from the labels (so SP is not a "
           "self-supervised result). AP: the matched augmented pairs, two views of one image, same images per class "
           "and pair count. AP+SP: half of each set, so the same pair count and optimiser steps as SP and AP. Random "

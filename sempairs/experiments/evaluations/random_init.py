@@ -1,7 +1,7 @@
 """``random_init``: the same kNN protocol on the cell's backbone untrained (seeded like the run).
 
 The reference a short run must clearly beat (at 32 px an untrained ResNet scores far above
-chance); with ``data.classes`` also on the other classes, as ``transfer`` measures them.
+chance); with ``data.classes`` also on the other classes, as ``unseen_classes`` measures them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from sempairs.config import RunConfig
-from sempairs.experiments.evaluations.base import knn_on, needs_test_split, other_classes, register_evaluator
+from sempairs.eval.selection import other_classes
+from sempairs.experiments.evaluations.base import knn_on, needs_test_split, register_evaluator
 from sempairs.train import TrainResult
 from sempairs.train.loop import uses_cuda
 from sempairs.trained.loading import build_method
@@ -48,5 +49,5 @@ def _random_init_row(key: str) -> tuple[tuple[str, float], ...]:
     backbone = untrained_backbone(cfg)
     row = {"random_init_knn_top1": knn_on(backbone, cfg)["knn_top1"]}
     if cfg.data.classes is not None:
-        row["random_init_unseen_knn_top1"] = knn_on(backbone, cfg, other_classes(cfg))["knn_top1"]
+        row["random_init_unseen_knn_top1"] = knn_on(backbone, cfg, other_classes(cfg.data))["knn_top1"]
     return tuple(row.items())
