@@ -29,7 +29,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from sempairs.cli.common import DownloadOpt, RootOpt, check_output, console, fail, load
+from sempairs.cli.common import DownloadOpt, RootOpt, check_output, console, fail
 from sempairs.errors import InputError
 
 app = typer.Typer(help="Evaluate a pretrained checkpoint.", no_args_is_help=True)
@@ -95,7 +95,9 @@ class Evaluation:
 
     def load(self, split: str):
         """A split of :attr:`dataset` at the backbone's resolution."""
-        return load(self.dataset, split, self.dataset_root, self.download, self.loaded.size)
+        from sempairs.eval.selection import load_split, whole_dataset
+
+        return load_split(whole_dataset(self.dataset, self.loaded.size, self.dataset_root, self.download), split, None)
 
     def features(self, train_split: str, test_split: str):
         """``(features, labels, class names, source)`` of the two splits of :attr:`dataset` (cached)."""

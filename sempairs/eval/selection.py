@@ -57,6 +57,11 @@ def heldout_mask(store: ImageStore, per_class: int) -> np.ndarray:
     return held
 
 
+def whole_dataset(dataset: str, size: int | None, root: str | None = None, download: bool = False) -> DataConfig:
+    """The selection of every image and class of a dataset, split by split (``sempairs eval`` on whole datasets)."""
+    return DataConfig(dataset=str(dataset), size=size, root=root, download=download, memory="ram", test_split=None)
+
+
 def labelled_splits(data: DataConfig) -> tuple[ImageStore, ImageStore]:
     """The memory/training store (``data.split``, ``data.limit_per_class``) and the query/test store
     (``data.test_split``, ``data.test_limit_per_class``) of a selection; both must be labelled."""

@@ -21,22 +21,20 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from sempairs.config import DataConfig
 from sempairs.data.sources import select_indices
 from sempairs.errors import InputError
 from sempairs.trained.loading import LoadedBackbone
 from sempairs.trained.features import cached_features
 from sempairs.eval.linear import linear_probe
 from sempairs.eval.protocol import knn_result
-from sempairs.eval.selection import load_split
+from sempairs.eval.selection import load_split, whole_dataset
 
 
 def labelled_features(backbone: LoadedBackbone, dataset: str | os.PathLike, split: str, root: str | None = None,
                       download: bool = False, cache_dir=None, batch_size: int = 1024,
                       ) -> tuple[torch.Tensor, torch.Tensor, list[str], str]:
     """Features, labels, class names and source of one labelled split, at the backbone's resolution."""
-    whole = DataConfig(dataset=str(dataset), size=backbone.size, download=download, root=root, memory="ram", test_split=None)
-    store = load_split(whole, split, None)
+    store = load_split(whole_dataset(dataset, backbone.size, root, download), split, None)
     if store.labels is None:
         raise InputError(f"{store.source} ({split}) has no labels. Fix: give a labelled split or dataset")
     device = next(backbone.module.parameters()).device
