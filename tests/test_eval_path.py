@@ -21,24 +21,16 @@ from sempairs.eval.protocol import Selection, knn_result
 from sempairs.eval.results import read_result, result_path, write_result
 from sempairs.experiments import grid
 from sempairs.experiments.grid import ExperimentConfig
-from sempairs.train import train
 from sempairs.trained.checkpoint import LAST
 
 SEEN = ["airplane", "cat", "dog", "ship"]
 
 
 @pytest.fixture(scope="module")
-def subset_run(tiny_cifar_zip, tmp_path_factory):
+def subset_run(tiny_cifar_zip, tmp_path_factory, train_tiny_run):
     """A 1-epoch run pretrained on 4 classes, 12 memory and 6 query images each, kNN k=20 (trained once)."""
-    out = tmp_path_factory.mktemp("runs")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SEMPAIRS_CACHE", str(out / "cache"))
-        cfg = load_config(None, [f"data.dataset={tiny_cifar_zip}", "data.size=16", f"out_dir={out}", "name=sub",
-                                 f"data.classes=[{','.join(SEEN)}]", "data.limit_per_class=12",
-                                 "data.test_limit_per_class=6", "train.epochs=1", "train.batch_size=16",
-                                 "backbone.small_stem=false", "knn.k=20"])
-        result = train(cfg, progress=False)
-    return cfg, result
+    return train_tiny_run(tmp_path_factory.mktemp("runs"), tiny_cifar_zip, "sub", f"data.classes=[{','.join(SEEN)}]",
+                          "data.limit_per_class=12", "data.test_limit_per_class=6", "train.batch_size=16", "knn.k=20")
 
 
 def invoke(*args):
