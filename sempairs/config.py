@@ -44,12 +44,13 @@ class DataConfig(Strict):
     memory: Literal["auto", "ram", "mmap"] = "auto"
     heldout_per_class: int = Field(100, gt=0)
 
-    @model_validator(mode="after")
-    def _queries_not_in_memory(self):
-        if self.test_split is not None and self.test_split == self.split:
-            raise ValueError(f"data.test_split={self.test_split!r} is also data.split, the kNN memory: every query would "
-                             "find itself. Fix: give another split (test) or heldout")
-        return self
+    @field_validator("test_split")
+    @classmethod
+    def _queries_not_in_memory(cls, value: str | None, info):
+        if value is not None and value == info.data.get("split"):
+            raise ValueError("it is also data.split, the kNN memory: every query would find itself. Fix: give another "
+                             "split (test) or heldout")
+        return value
 
 
 class PairsConfig(Strict):
