@@ -52,6 +52,14 @@ class DataConfig(Strict):
     memory: Literal["auto", "ram", "mmap"] = "auto"
     heldout_per_class: int = Field(100, gt=0)
 
+    @field_validator("test_split")
+    @classmethod
+    def _queries_not_in_memory(cls, value: str | None, info):
+        if value is not None and value == info.data.get("split"):
+            raise ValueError("it is also data.split, the kNN memory: every query would find itself. Fix: give another "
+                             "split (test) or heldout")
+        return value
+
 
 class PairsConfig(Strict):
     """Where the positive pairs come from.
@@ -164,7 +172,7 @@ class KnnConfig(Strict):
     """Weighted kNN on L2-normalised backbone features (k=200, t=0.1: the common protocol)."""
 
     k: int = Field(200, gt=0)
-    temperature: float = Field(0.1, gt=0)
+    temperature: float = Field(0.1, gt=0, allow_inf_nan=False)
     every: int = Field(0, ge=0)
 
 
@@ -392,13 +400,13 @@ def load_layers(layers: list[Layer]) -> RunConfig:
             raise ConfigError(f"{source}: train.compile: auto is removed (it never compiled anything). Fix: set "
                               "train.compile to true or false")
         tree = merge(tree, layer)
-    return validate(tree, " + ".join(source for source, _ in layers) or "defaults")
+    return validate(RunConfig, tree, " + ".join(source for source, _ in layers) or "defaults")
 
 
-def validate(tree: dict, source: str) -> RunConfig:
-    """``tree`` as a RunConfig; ConfigError naming ``source`` and each bad key."""
+def validate(model: type[BaseModel], tree: dict, source: str) -> BaseModel:
+    """``tree`` validated as ``model`` (a config section or the whole run); ConfigError naming each bad key."""
     try:
-        return RunConfig.model_validate(tree)
+        return model.model_validate(tree)
     except ValidationError as err:
         raise ConfigError(_describe(err, source)) from None
 

@@ -34,6 +34,25 @@ def _slice_zip(dst: Path, per_class: dict[str, int]) -> Path:
     return dst
 
 
+def _train_tiny_run(out: Path, dataset: Path, name: str, *overrides: str):
+    """Train a 1-epoch ResNet-18 run (16 px, 7x7 stem, ``overrides`` last) on ``dataset`` into ``out/name``, with a
+    cache of its own; ``(config, TrainResult)``."""
+    from sempairs.config import load_config
+    from sempairs.train import train
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEMPAIRS_CACHE", str(out / "cache"))
+        cfg = load_config(None, [f"data.dataset={dataset}", "data.size=16", f"out_dir={out}", f"name={name}",
+                                 "train.epochs=1", "backbone.small_stem=false", *overrides])
+        return cfg, train(cfg, progress=False)
+
+
+@pytest.fixture(scope="session")
+def train_tiny_run():
+    """``train_tiny_run(out, dataset, name, *overrides)``: a 1-epoch ResNet-18 run on a slice (see ``_train_tiny_run``)."""
+    return _train_tiny_run
+
+
 @pytest.fixture(scope="session")
 def tiny_cifar_zip(tmp_path_factory) -> Path:
     """CIFAR-10 slice in the shared zip's layout: 20 train and 10 test images per class."""

@@ -52,10 +52,11 @@ def test_train_then_eval_knn(tiny_cifar_zip, tmp_path):
     assert code == 0, out
     assert "kNN top-1" in out
     started = time.perf_counter()
-    code, out = invoke("eval", "knn", tmp_path / "cli", "--k", 5)
+    code, out = invoke("eval", "knn", tmp_path / "cli")  # the run's own selection and settings
     elapsed = time.perf_counter() - started
     assert code == 0, out
-    result = json.loads((tmp_path / "cli" / "eval" / "knn.json").read_text())  # the file training wrote, replaced
+    [file] = (tmp_path / "cli" / "eval").glob("knn-*.json")  # the file training wrote, measured again by the same path
+    result = json.loads(file.read_text())
     assert result["protocol"] == "knn" and result["knn_k"] == 5 and result["test_images"] == 100
     assert 0 <= result["wall_seconds"] <= elapsed + 0.01  # timed by the command itself
     assert not (tmp_path / "cli" / "knn.json").exists()  # one kNN result file
@@ -83,9 +84,9 @@ SHARED_HELP = {"--data": "Labelled dataset (default: the run's).",
                "--root": "Folder holding (or to receive) the dataset.",
                "--download": "Download torchvision datasets if not found locally.",
                "--device": "cpu | cuda | auto",
-               "--out": "JSON file for the results (default: <run_dir>/eval/<protocol>.json).",
+               "--out": "JSON file for the results (default: <run_dir>/eval/<protocol>[-<key>].json).",
                "--force": "Replace the output if it exists (never one of the command's inputs)."}
-OWN_HELP = {"knn": ("--temperature", "Vote temperature."), "linear": ("--augmented", "SGD on flip+crop views"),
+OWN_HELP = {"knn": ("--classes", "seen (the run's data.classes: default) | unseen"), "linear": ("--augmented", "SGD on flip+crop views"),
             "fewshot": ("--per-class", "Labelled images per class"), "transfer": ("--data", "Datasets (repeatable)"),
             "detect": ("--norm", "frozen | batch: BatchNorm frozen"), "invariance": ("--probe", "Probes (repeatable"),
             "shift": ("--severity", "Severities 1..5")}

@@ -21,7 +21,6 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sempairs.cli import app
-from sempairs.config import load_config
 from sempairs.data.registry import load_dataset
 from sempairs.trained import features as features_module
 from sempairs.eval import linear as linear_module
@@ -38,7 +37,6 @@ from sempairs.eval.invariance import PROBES, invariance
 from sempairs.eval.linear import linear_probe, select_l2, stratified_split
 from sempairs.eval.transfer import class_groups, transfer_evaluate
 from sempairs.models import BackboneConfig, build_backbone
-from sempairs.train import train
 
 CIFAR = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 QUICK_DETECTOR = {"rpn_post_nms_top_n_train": 100, "rpn_post_nms_top_n_test": 50, "box_batch_size_per_image": 32}
@@ -55,15 +53,10 @@ def clusters(n_per_class: int, num_classes: int, dim: int, noise: float, seed: i
 
 
 @pytest.fixture(scope="module")
-def run_dir(tiny_cifar_zip, tmp_path_factory):
+def run_dir(tiny_cifar_zip, tmp_path_factory, train_tiny_run):
     """A 1-epoch ResNet-18 run (16 px, 7x7 stem) on the tiny CIFAR-10 slice, trained once for this module."""
-    out = tmp_path_factory.mktemp("runs")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SEMPAIRS_CACHE", str(out / "cache"))
-        cfg = load_config(None, [f"data.dataset={tiny_cifar_zip}", "data.size=16", f"out_dir={out}", "name=r18",
-                                 "train.epochs=1", "train.batch_size=50", "backbone.small_stem=false", "knn.k=5"])
-        train(cfg, progress=False)
-    return out / "r18"
+    _, result = train_tiny_run(tmp_path_factory.mktemp("runs"), tiny_cifar_zip, "r18", "train.batch_size=50", "knn.k=5")
+    return result.run_dir
 
 
 def write_voc(root, n: int = 6, size: int = 96, seed: int = 0):
@@ -324,10 +317,11 @@ def invoke(*args):
 
 
 def test_eval_commands_write_json_beside_the_checkpoint(run_dir, voc_root):
-    code, out = invoke("eval", "knn", run_dir, "--k", 5)
+    code, out = invoke("eval", "knn", run_dir, "--k", 4)
     assert code == 0, out
-    knn = json.loads((run_dir / "eval" / "knn.json").read_text())
-    assert knn["protocol"] == "knn" and knn["knn_k"] == 5 and knn["test_images"] == 100
+    by_k = {result["knn_k"]: result for result in (json.loads(f.read_text()) for f in (run_dir / "eval").glob("knn-*.json"))}
+    knn = by_k[4]  # beside the training's own (k=5)
+    assert knn["protocol"] == "knn" and knn["knn_k"] == 4 and knn["test_images"] == 100
     assert not (run_dir / "knn.json").exists()
 
     code, out = invoke("eval", "linear", run_dir, "--max-iter", 30)

@@ -7,16 +7,15 @@ import json
 
 import pytest
 import torch
-import yaml
 from typer.testing import CliRunner
 
 from sempairs.cli import app
 from sempairs.config import load_config
-from sempairs.eval.protocol import knn_evaluate
+from sempairs.eval.protocol import Selection, knn_evaluate
+from sempairs.eval.results import read_result
 from sempairs.experiments.grid import load_experiment
 from sempairs.experiments.quickstart import default_config_path, reading
 from sempairs.models import build_backbone
-from sempairs.train.data import load_split
 
 QUICK_BACKBONE = load_experiment(default_config_path()).base["backbone"]  # the quickstart's own network
 TINY = ["data.limit_per_class=16", "data.test_limit_per_class=8", "pairs.per_class=4", "train.epochs=2",
@@ -62,15 +61,15 @@ def test_quickstart_numbers_match_the_runs_and_an_independent_random_init(quicks
     out, _ = quickstart_run
     summary = json.loads((out / "quickstart.json").read_text())
     # the SP arm's seen-class number is the kNN its run measured after training
-    trained = yaml.safe_load((out / "runs" / "pairs=sp,pairs.per_class=4,train.seed=1" / "eval" / "knn.json").read_text())
+    run = out / "runs" / "pairs=sp,pairs.per_class=4,train.seed=1"
+    trained = read_result(run, "knn", Selection.of_run(load_config(run / "config.yaml")).key)
     assert summary["arms"]["SP"]["seeds"]["1"]["seen"] == pytest.approx(trained["knn_top1"])
     # random init, seed 0, seen classes: an untrained backbone built here, evaluated with the same protocol
     cfg = load_config(None, [f"data.dataset={tiny_cifar_zip}", "data.classes=[airplane,automobile,bird,cat,deer]",
                              *TINY[:2], "knn.k=5", *(f"backbone.{k}={v}" for k, v in QUICK_BACKBONE.items())])
     torch.manual_seed(0)
     backbone, _ = build_backbone(cfg.backbone, cfg.data.size)
-    train, test = load_split(cfg.data, "train", 16), load_split(cfg.data, "test", 8)
-    expected = knn_evaluate(backbone, train, test, 32, cfg.augment.mean, cfg.augment.std, k=5, temperature=0.1)
+    expected = knn_evaluate(backbone, Selection.of_run(cfg), (32, cfg.augment.mean, cfg.augment.std))
     assert summary["arms"]["random init"]["seeds"]["0"]["seen"] == pytest.approx(expected["knn_top1"])
 
 

@@ -205,7 +205,7 @@ def evaluated_grid(tiny_cifar_zip, tmp_path_factory):
             "backbone": {"small_stem": False}, "optim": {"warmup_epochs": 0},
             "train": {"epochs": 1, "batch_size": 40}, "knn": {"k": 10}}
     exp = ExperimentConfig(name="all", out_dir=str(out), base=base, axes={"train.seed": [0]},
-                           evaluations=["knn", "random_init", "linear", "transfer", "invariance", "shift"], embedding=[])
+                           evaluations=["knn", "random_init", "linear", "unseen_classes", "invariance", "shift"], embedding=[])
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SEMPAIRS_CACHE", str(out / "cache"))
         [row] = run_grid(exp, progress=False, log=lambda line: None)
@@ -215,11 +215,11 @@ def evaluated_grid(tiny_cifar_zip, tmp_path_factory):
 def test_grid_cells_are_evaluated_by_every_registered_evaluator(evaluated_grid):
     exp, row = evaluated_grid
     assert grid.EVALUATORS is evaluations.EVALUATORS
-    assert set(evaluations.EVALUATORS) >= {"knn", "random_init", "linear", "transfer", "invariance", "shift"}
+    assert set(evaluations.EVALUATORS) >= {"knn", "random_init", "linear", "unseen_classes", "invariance", "shift"}
     assert row["error"] == "" and list(exp.metrics()) == [c for c in row if c in exp.metrics()]
     for column in exp.metrics():
         assert row[column] != "", column
-    for column in ("knn_top1", "random_init_knn_top1", "linear_top1", "transfer_seen_knn_top1", "transfer_unseen_knn_top1", "shift_knn_clean",
+    for column in ("knn_top1", "random_init_knn_top1", "linear_top1", "unseen_knn_top1", "shift_knn_clean",
                    "shift_knn_mean_corruption", "shift_knn_occlusion"):
         assert 0 <= float(row[column]) <= 100, column
     assert all(-1 <= float(row[f"invariance_{p}"]) <= 1 for p in ("occlusion", "gamma", "pattern"))
@@ -229,8 +229,8 @@ def test_grid_cells_are_evaluated_by_every_registered_evaluator(evaluated_grid):
 
 
 def test_a_grid_an_evaluator_cannot_serve_is_refused_before_training(tmp_path):
-    exp = ExperimentConfig(name="t", out_dir=str(tmp_path), axes={"train.seed": [0]}, evaluations=["transfer"])
-    with pytest.raises(ConfigError, match="transfer.*data.classes"):
+    exp = ExperimentConfig(name="t", out_dir=str(tmp_path), axes={"train.seed": [0]}, evaluations=["unseen_classes"])
+    with pytest.raises(ConfigError, match="unseen_classes.*data.classes"):
         expand(exp)
     exp = ExperimentConfig(name="t", out_dir=str(tmp_path), base={"data": {"test_split": None}}, axes={"train.seed": [0]},
                            evaluations=["shift"])

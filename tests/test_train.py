@@ -40,7 +40,8 @@ def test_two_epochs_lower_the_loss_and_write_everything(tiny_cifar_zip, tmp_path
     assert len(losses) == 4 and losses[-1] < losses[0]
     assert result.pairs == 100
     run = result.run_dir
-    for name in ("last.ckpt", "epoch_0004.ckpt", "config.yaml", "pairs.csv", "eval/knn.json", "logs/metrics.csv", "history.csv"):
+    for name in ("last.ckpt", "epoch_0004.ckpt", "config.yaml", "pairs.csv", f"eval/knn-{result.knn['key']}.json",
+                 "logs/metrics.csv", "history.csv"):
         assert (run / name).exists(), name
     assert [float(r["loss"]) for r in csv.DictReader(open(run / "history.csv"))] == pytest.approx(losses)
     rows = list(csv.DictReader(open(run / "logs" / "metrics.csv")))

@@ -78,7 +78,7 @@ def _run_lines(run_dir: Path, overrides: list[str]) -> list[str]:
     saved = run_dir / CONFIG
     if not saved.is_file():
         raise InputError(f"{run_dir} is a folder without {CONFIG}. Fix: give a run folder, a run config or an experiment YAML")
-    cfg = validate(read_yaml_mapping(saved, "config", "sections data, pairs"), str(saved))
+    cfg = validate(RunConfig, read_yaml_mapping(saved, "config", "sections data, pairs"), str(saved))
     note = (f"# run {run_dir} ({CONFIG} records values, not their sources: a value equal to the default or the "
             f"method's recipe is credited to it, any other to {RUN_RECORD})")
     return [note, *config_lines(cfg, saved_sources(cfg, RUN_RECORD))]

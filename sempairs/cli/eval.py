@@ -2,8 +2,10 @@
 
 Every command writes its results as JSON to ``<run_dir>/eval/<protocol>.json`` (for a checkpoint
 other than ``last.ckpt``: ``<run_dir>/eval/<checkpoint stem>-<protocol>.json``; ``--out``
-overrides; see :func:`sempairs.eval.results.result_path`) and prints a table. ``knn`` writes the
-file the training loop's final kNN writes, ``eval/knn.json``; ``shift`` also writes a heat-map
+overrides; see :func:`sempairs.eval.results.result_path`) and prints a table. ``knn`` evaluates
+the run's own selection and settings unless told otherwise, through the training loop's path, and
+names its file by them, ``eval/knn-<key>.json``: on the run's own selection it is the file the
+training loop's final kNN writes, on another a file of its own; ``shift`` also writes a heat-map
 (PNG, with the CSV of its numbers) beside its JSON, and ``shift-compare`` plots several ``shift``
 results side by side. Features are cached in ``features/`` beside the checkpoint.
 
@@ -27,7 +29,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from sempairs.cli.common import DownloadOpt, ForceOpt, RootOpt, check_output, console, fail, load
+from sempairs.cli.common import DownloadOpt, ForceOpt, RootOpt, check_output, console, fail
 from sempairs.errors import InputError
 
 app = typer.Typer(help="Evaluate a pretrained checkpoint.", no_args_is_help=True)
@@ -36,7 +38,7 @@ CheckpointArg = typer.Argument(..., help="A .ckpt file, a run directory, or a pl
 ArchOpt = typer.Option(None, help="Architecture of a plain weights file: resnet18 | resnet50 | a timm model name.")
 DataOpt = typer.Option(None, help="Labelled dataset (default: the run's).")
 DeviceOpt = typer.Option("auto", help="cpu | cuda | auto")
-OutOpt = typer.Option(None, help="JSON file for the results (default: <run_dir>/eval/<protocol>.json).")
+OutOpt = typer.Option(None, help="JSON file for the results (default: <run_dir>/eval/<protocol>[-<key>].json).")
 SeedOpt = typer.Option(0, help="Random seed.")
 L2Opt = typer.Option(None, help="Fixed L2 strength (default: chosen on a held-out part of the train split).")
 
@@ -96,7 +98,9 @@ class Evaluation:
 
     def load(self, split: str):
         """A split of :attr:`dataset` at the backbone's resolution."""
-        return load(self.dataset, split, self.dataset_root, self.download, self.loaded.size)
+        from sempairs.eval.selection import load_split, whole_dataset
+
+        return load_split(whole_dataset(self.dataset, self.loaded.size, self.dataset_root, self.download), split, None)
 
     def features(self, train_split: str, test_split: str):
         """``(features, labels, class names, source)`` of the two splits of :attr:`dataset` (cached)."""
@@ -105,14 +109,46 @@ class Evaluation:
         return [labelled_features(self.loaded, self.dataset, split, self.dataset_root, self.download)
                 for split in (train_split, test_split)]
 
-    def write(self, protocol: str, result: dict) -> Path:
-        """Write ``result`` with the checkpoint, protocol and timing to ``--out`` (default: the protocol's result
-        file), print the time taken since :meth:`start`, and return the path."""
+    @property
+    def feature_batch_size(self) -> int:
+        """Images per forward pass: the run's ``features.batch_size`` (1024 for a plain weights file)."""
+        return self.loaded.config.features.batch_size if self.loaded.config is not None else 1024
+
+    def knn_selection(self, classes: Optional[str] = None, k: Optional[int] = None, temperature: Optional[float] = None,
+                      **data: Optional[int | str]):
+        """The kNN :class:`sempairs.eval.protocol.Selection` of this command: the run's own data selection and ``knn``
+        settings (another ``--data`` or a plain weights file: every image of the dataset, k=200, t=0.1), with the
+        options given instead (``classes``: seen | unseen | all | comma-separated names; a limit of 0: every image);
+        validated by the run config's rules (a ConfigError names the key)."""
+        from sempairs.eval.protocol import Selection
+        from sempairs.eval.selection import other_classes
+
+        config = self.loaded.config
+        own = config is not None and self.data in (None, config.data.dataset)
+        tree = config.data.model_dump() if own else {"dataset": self.dataset, "root": self.dataset_root}
+        tree.update(size=self.loaded.size, download=self.download, **{key: value for key, value in data.items()
+                                                                       if value is not None})
+        tree.update({key: None for key in ("limit_per_class", "test_limit_per_class") if tree.get(key) == 0})
+        if self.root is not None:
+            tree["root"] = self.root
+        if classes not in (None, "seen", "unseen"):
+            tree["classes"] = None if classes == "all" else [c.strip() for c in classes.split(",") if c.strip()]
+        knn = config.knn.model_dump(exclude={"every"}) if config is not None else {}
+        knn.update({key: value for key, value in (("k", k), ("temperature", temperature)) if value is not None})
+        selection = Selection.checked(tree, knn, f"sempairs eval knn {self.loaded.path}: --train-split is data.split, "
+                                                 "--test-split data.test_split, --k knn.k")
+        if classes == "unseen":
+            selection = selection.model_copy(update={"data": other_classes(selection.data)})
+        return selection
+
+    def write(self, protocol: str, result: dict, path: Optional[Path] = None) -> Path:
+        """Write ``result`` with the checkpoint, protocol and timing to ``--out`` (default: ``path``, else the
+        protocol's result file), print the time taken since :meth:`start`, and return the path."""
         import torch
 
         from sempairs.eval.results import result_path, write_result
 
-        out = self.out or result_path(self.loaded.path, protocol)
+        out = self.out or path or result_path(self.loaded.path, protocol)
         check_output(out, self.loaded.path, force=self.force or self.out is None)  # the protocol's own file is updated
         device = self.device
         timing = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
@@ -167,23 +203,36 @@ def _table(title: str, columns: list[str], rows: list[list], path: Optional[Path
         console.print(f"results: {path}")
 
 
+def _classes(value: Optional[str]) -> Optional[str]:
+    """``--classes``, checked before the backbone is loaded."""
+    if value is not None and not [c for c in value.split(",") if c.strip()]:
+        fail("--classes is empty: give seen | unseen | all | comma-separated class names")
+    return value
+
+
 @evaluation_command("knn")
 def eval_knn(
     run: Evaluation,
-    k: int = typer.Option(200, help="Neighbours."),
-    temperature: float = typer.Option(0.1, help="Vote temperature."),
-    train_split: str = typer.Option("train", help="Memory split."),
-    test_split: str = typer.Option("test", help="Query split."),
+    k: Optional[int] = typer.Option(None, help="Neighbours (default: the run's knn.k, else 200)."),
+    temperature: Optional[float] = typer.Option(None, help="Vote temperature (default: the run's knn.temperature, else 0.1)."),
+    classes: Optional[str] = typer.Option(None, help="seen (the run's data.classes: default) | unseen (the dataset's other "
+                                                     "classes) | all | comma-separated class names.", callback=_classes),
+    limit_per_class: Optional[int] = typer.Option(None, help="Memory images per class (default: the run's; 0: all)."),
+    test_limit_per_class: Optional[int] = typer.Option(None, help="Query images per class (default: the run's; 0: all)."),
+    train_split: Optional[str] = typer.Option(None, help="Memory split (default: the run's data.split)."),
+    test_split: Optional[str] = typer.Option(None, help="Query split, test or heldout (default: the run's data.test_split)."),
 ) -> None:
-    """Weighted kNN accuracy of the backbone; writes eval/knn.json beside the checkpoint."""
-    from sempairs.eval.knn import knn_accuracy
+    """Weighted kNN accuracy of the backbone on the run's own selection and settings, or on the ones given; writes
+    eval/knn-<key>.json beside the checkpoint (the key names the selection and settings)."""
+    from sempairs.eval.protocol import knn_evaluate
+    from sempairs.eval.results import result_path
 
-    (train_x, train_y, names, _), (test_x, test_y, _, _) = run.features(train_split, test_split)
-    result = {**knn_accuracy(train_x, train_y, test_x, test_y, len(names), k, temperature), "knn_k": k,
-              "knn_temperature": temperature, "train_images": len(train_y), "test_images": len(test_y),
-              "dataset": run.dataset}
-    path = run.write("knn", result)
-    console.print(f"kNN (k={k}, t={temperature}) on {run.dataset}: top-1 {result['knn_top1']:.2f}%  "
+    selection = run.knn_selection(k=k, temperature=temperature, classes=classes, limit_per_class=limit_per_class,
+                                  test_limit_per_class=test_limit_per_class, split=train_split, test_split=test_split)
+    result = knn_evaluate(run.loaded, selection, batch_size=run.feature_batch_size, channels_last=run.device.type == "cuda")
+    path = run.write("knn", result, result_path(run.loaded.path, "knn", selection.key))
+    console.print(f"kNN (k={result['knn_k']}, t={result['knn_temperature']}) on {run.dataset}, "
+                  f"{result['train_images']} memory / {result['test_images']} query images: top-1 {result['knn_top1']:.2f}%  "
                   f"top-5 {result['knn_top5']:.2f}%  -> {path}")
 
 

@@ -28,7 +28,7 @@ from sempairs.errors import InputError
 from sempairs.trained.loading import LoadedBackbone
 from sempairs.eval.corruptions import CORRUPTIONS, SEVERITIES, STANDARD_CORRUPTIONS, corrupted_store
 from sempairs.trained.features import cached_features, extract_features
-from sempairs.eval.knn import knn_accuracy
+from sempairs.eval.protocol import knn_result
 from sempairs.eval.linear import fit_logistic, select_l2, topk_accuracy
 
 CLASSIFIERS = ("knn", "linear")
@@ -98,7 +98,7 @@ def shift_evaluate(backbone: LoadedBackbone, train: ImageStore, test: ImageStore
         probe = fit_logistic(train_x, train_y, classes, l2)
 
     def scores(features: torch.Tensor) -> dict[str, float]:
-        out = {"knn_top1": knn_accuracy(train_x, train_y, features, test_y, classes, knn_k, knn_temperature)["knn_top1"]}
+        out = {"knn_top1": knn_result(train_x, train_y, features, test_y, classes, knn_k, knn_temperature)["knn_top1"]}
         if probe is not None:
             out["linear_top1"] = topk_accuracy(probe(features), test_y)[0]
         return out
@@ -115,7 +115,7 @@ def shift_evaluate(backbone: LoadedBackbone, train: ImageStore, test: ImageStore
             if on_set is not None:
                 on_set(len(rows), total, f"{name} {severity}")
     per_corruption, summary = summarise(rows, clean)
-    return {"train_images": len(train), "test_images": len(test), "seed": seed, "knn_k": knn_k,
+    return {"train_images": len(train), "test_images": len(test), "seed": seed, "knn_k": min(knn_k, len(train)),
             "knn_temperature": knn_temperature, "linear_l2": l2 if linear else None,
             "corruptions": corruptions, "severities": list(severities),
             "corruptions_in_mean": [c for c in corruptions if c in STANDARD_CORRUPTIONS], "clean": clean, "rows": rows,

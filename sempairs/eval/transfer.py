@@ -21,20 +21,20 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from sempairs.data.registry import load_dataset
 from sempairs.data.sources import select_indices
 from sempairs.errors import InputError
 from sempairs.trained.loading import LoadedBackbone
 from sempairs.trained.features import cached_features
-from sempairs.eval.knn import knn_accuracy
 from sempairs.eval.linear import linear_probe
+from sempairs.eval.protocol import knn_result
+from sempairs.eval.selection import load_split, whole_dataset
 
 
 def labelled_features(backbone: LoadedBackbone, dataset: str | os.PathLike, split: str, root: str | None = None,
                       download: bool = False, cache_dir=None, batch_size: int = 1024,
                       ) -> tuple[torch.Tensor, torch.Tensor, list[str], str]:
     """Features, labels, class names and source of one labelled split, at the backbone's resolution."""
-    store = load_dataset(dataset, split=split, size=backbone.size, download=download, root=root)
+    store = load_split(whole_dataset(dataset, backbone.size, root, download), split, None)
     if store.labels is None:
         raise InputError(f"{store.source} ({split}) has no labels. Fix: give a labelled split or dataset")
     device = next(backbone.module.parameters()).device
@@ -87,9 +87,7 @@ def transfer_evaluate(backbone: LoadedBackbone, datasets: Sequence[str], classes
             tr_rows, tr_y = _rows(train_y, names, members, source)
             te_rows, te_y = _rows(test_y, names, members, source)
             tr_x, te_x = train_f[tr_rows.to(train_f.device)], test_f[te_rows.to(test_f.device)]
-            entry = {"classes": list(members), "train_images": len(tr_y), "test_images": len(te_y),
-                     **knn_accuracy(tr_x, tr_y, te_x, te_y, len(members), knn_k, knn_temperature),
-                     "knn_k": knn_k, "knn_temperature": knn_temperature}
+            entry = {"classes": list(members), **knn_result(tr_x, tr_y, te_x, te_y, len(members), knn_k, knn_temperature)}
             if linear:
                 probe = linear_probe(tr_x, tr_y, te_x, te_y, len(members), l2=l2, seed=seed)
                 entry.update({k: v for k, v in probe.items() if k.startswith("linear_")})

@@ -54,6 +54,7 @@ from sempairs.csvio import read_rows, write_rows
 from sempairs.experiments.axes import AXES
 from sempairs.experiments.axes.pairs import PAIRS_AXIS
 from sempairs.experiments.evaluations import EVALUATORS
+from sempairs.experiments.evaluations.base import current_columns, current_name
 from sempairs.experiments.generated import ADDED_SP_FILE, MINED_FILE, MiningSettings, mined_columns, write_added_sp, write_mined
 from sempairs.runlock import run_lock
 from sempairs.train import TrainingStopped, train
@@ -145,6 +146,7 @@ class ExperimentConfig(Strict):
     @field_validator("evaluations")
     @classmethod
     def _known_evaluations(cls, names: list[str]) -> list[str]:
+        names = [current_name(n) for n in names]
         unknown = [n for n in names if n not in EVALUATORS]
         if unknown:
             raise ValueError(f"unknown evaluation(s) {unknown}; registered: {sorted(EVALUATORS)}")
@@ -362,7 +364,7 @@ def read_results(path: Path) -> dict[str, dict[str, str]]:
     """The rows of a results CSV by cell id (empty if there is none yet)."""
     if not path.exists():
         return {}
-    return {row["cell"]: row for row in read_rows(path)}
+    return {row["cell"]: current_columns(row, str(path)) for row in read_rows(path)}
 
 
 def cell_hash(cell: Cell, mining: MiningSettings | None = None) -> str:

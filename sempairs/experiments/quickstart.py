@@ -31,8 +31,8 @@ from sempairs.experiments.grid import ARM, ExperimentConfig, expand, run_grid
 ARMS = ("SP", "AP", "AP+SP")  # the config's arms, SP the baseline
 PER_CLASS = "pairs.per_class"
 RANDOM = "random init"
-METRICS = {"seen": ("transfer_seen_knn_top1", "random_init_knn_top1"),
-           "unseen": ("transfer_unseen_knn_top1", "random_init_unseen_knn_top1")}  # (trained column, untrained column)
+METRICS = {"seen": ("knn_top1", "random_init_knn_top1"),
+           "unseen": ("unseen_knn_top1", "random_init_unseen_knn_top1")}  # (trained column, untrained column)
 LEGEND = ("SP: semantic pairs, two different images of one class, drawn from the labels (so SP is not a "
           "self-supervised result). AP: the matched augmented pairs, two views of one image, same images per class "
           "and pair count. AP+SP: half of each set, so the same pair count and optimiser steps as SP and AP. Random "

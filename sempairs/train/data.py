@@ -4,16 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
-from sempairs.config import ConfigError, DataConfig, PairsConfig, RunConfig
-from sempairs.data.registry import load_dataset
-from sempairs.data.sources import DataError, select
+from sempairs.config import ConfigError, PairsConfig, RunConfig
 from sempairs.data.store import ImageStore
+from sempairs.eval.selection import load_split
 from sempairs.pairs import PairSet, augmented_pairs, concat, load_pairs, matched_augmented, pairs_from_labels
-
-
-HELDOUT = "heldout"  # data.test_split value: images carved from the training split (see DataConfig)
 
 
 @dataclass
@@ -21,39 +15,6 @@ class RunData:
     train: ImageStore
     test: ImageStore | None
     pairs: PairSet
-
-
-def load_split(cfg: DataConfig, split: str, limit_per_class: int | None) -> ImageStore:
-    """One split of the configured dataset, at the training resolution.
-
-    With ``data.test_split: heldout`` the training split loses the last ``data.heldout_per_class``
-    images of each class, and those images are the ``heldout`` split (see :class:`DataConfig`).
-    """
-    carved = cfg.test_split == HELDOUT and split in (cfg.split, HELDOUT)
-    store = load_dataset(cfg.dataset, split=cfg.split if carved else split, size=cfg.size, download=cfg.download,
-                         root=cfg.root, classes=cfg.classes, limit_per_class=None if carved else limit_per_class,
-                         memory=cfg.memory, resize=cfg.resize, workers=cfg.decode_workers)
-    if not carved:
-        return store
-    held = heldout_mask(store, cfg.heldout_per_class)
-    part = store.subset(np.flatnonzero(held if split == HELDOUT else ~held))
-    part.split = split
-    return select(part, limit_per_class=limit_per_class)
-
-
-def heldout_mask(store: ImageStore, per_class: int) -> np.ndarray:
-    """True for the last ``per_class`` images of each class of ``store`` (the carved-out validation images)."""
-    if store.labels is None:
-        raise DataError(f"{store.source}: data.test_split={HELDOUT} needs labels to hold out images per class; "
-                        "use a labelled split or data.test_split=null")
-    held = np.zeros(len(store), dtype=bool)
-    for c in range(store.num_classes):
-        members = np.flatnonzero(store.labels == c)
-        if len(members) <= per_class:
-            raise DataError(f"{store.source}: class {store.class_names[c]!r} has {len(members)} images, too few to hold "
-                            f"out data.heldout_per_class={per_class} and train on the rest; lower data.heldout_per_class")
-        held[members[-per_class:]] = True
-    return held
 
 
 def build_pairs(cfg: PairsConfig, store: ImageStore) -> PairSet:

@@ -11,7 +11,8 @@ uninterrupted run would have.
 
 A run directory holds ``config.yaml``, ``pairs.csv``, ``last.ckpt`` (+ ``epoch_NNNN.ckpt`` every
 ``train.checkpoint_every`` epochs), ``history.csv`` (the metrics of every epoch, rewritten from
-the checkpoint after each epoch, so complete across resumes), ``eval/knn.json``, and what the
+the checkpoint after each epoch, so complete across resumes), ``eval/knn-<key>.json`` (the final kNN
+on the run's own selection and ``knn`` settings, see ``sempairs.eval.results``), and what the
 loggers of ``train.loggers`` write (``sempairs.train.trackers``): Lightning's CSV logs,
 ``logs/metrics.csv`` for the first attempt, ``logs/resume-N/metrics.csv`` for the N-th resume
 (steps after the last checkpoint of a killed attempt appear again in the next one), TensorBoard's,
@@ -35,7 +36,7 @@ from sempairs.atomic import copy_file
 from sempairs.config import ConfigError, RunConfig
 from sempairs.csvio import write_rows
 from sempairs.errors import SempairsError
-from sempairs.eval.protocol import knn_evaluate
+from sempairs.eval.protocol import PROTOCOL, Selection, knn_evaluate, result_columns
 from sempairs.eval.results import result_path, write_result
 from sempairs.methods import Method, StepOutput
 from sempairs.precision import cpu_computes_bf16
@@ -358,7 +359,7 @@ def _end_epoch(run: _Run, epoch: int, metrics: dict) -> None:
     fabric, cfg, run_dir = run.fabric, run.cfg, run.cfg.run_dir
     step = (epoch + 1) * run.steps_per_epoch - 1  # the epoch's last step
     if cfg.knn.every and (epoch + 1) % cfg.knn.every == 0 and epoch + 1 < cfg.train.epochs:
-        metrics.update(_knn(fabric, run.method, run.data, cfg))
+        metrics.update(result_columns(_knn(fabric, run.method, run.data, cfg)))
     if run.probe:
         metrics.update(run.probe.end_epoch(run.method.backbone, run.data.test, cfg.data.size, cfg.augment.mean,
                                            cfg.augment.std, cfg.features.batch_size, cfg.train.channels_last))
@@ -375,7 +376,7 @@ def _end_epoch(run: _Run, epoch: int, metrics: dict) -> None:
 
 
 def _finish(run: _Run) -> TrainResult:
-    """The learned-nothing note, the final kNN (eval/knn.json), the loggers closed."""
+    """The learned-nothing note, the final kNN (eval/knn-<key>.json), the loggers closed."""
     fabric, cfg, run_dir, history = run.fabric, run.cfg, run.cfg.run_dir, run.history
     warning = learned_nothing(run.first_loss, history, cfg, steps=run.schedule.total)
     if warning:
@@ -385,7 +386,7 @@ def _finish(run: _Run) -> TrainResult:
         fabric.print(f"warning: {warning}")
     knn = _knn(fabric, run.method, run.data, cfg) if run.data.test is not None else None
     if knn and fabric.is_global_zero:
-        write_result(result_path(run_dir / LAST, "knn"), knn)
+        write_result(result_path(run_dir / LAST, PROTOCOL, knn["key"]), {"protocol": PROTOCOL, **knn})
     for logger in fabric.loggers:
         logger.finalize("success")
     return TrainResult(run_dir=run_dir, pairs=len(run.data.pairs), history=history, knn=knn, rank=fabric.global_rank)
@@ -416,11 +417,11 @@ def learned_nothing(first_loss: float | None, history: list[dict], cfg: RunConfi
 
 
 def _knn(fabric: Fabric, method, data, cfg: RunConfig) -> dict:
-    """kNN accuracy of the current backbone (computed on rank 0, shared with all ranks)."""
+    """kNN accuracy of the current backbone on the run's own selection (computed on rank 0, shared with all ranks)."""
     result = {}
     if fabric.is_global_zero and data.test is not None:
-        result = knn_evaluate(method.backbone, data.train, data.test, cfg.data.size, cfg.augment.mean, cfg.augment.std,
-                              k=cfg.knn.k, temperature=cfg.knn.temperature, batch_size=cfg.features.batch_size,
+        result = knn_evaluate(method.backbone, Selection.of_run(cfg),
+                              (cfg.data.size, cfg.augment.mean, cfg.augment.std), batch_size=cfg.features.batch_size,
                               channels_last=cfg.train.channels_last)
     fabric.barrier()
     return fabric.broadcast(result)

@@ -6,7 +6,8 @@ so a new evaluation is one new file here (``@register_evaluator``, see docs/arch
 
 All but ``knn`` load the backbone from the run's ``last.ckpt`` and use the run's data selection
 (``data.classes``, ``data.limit_per_class``, ``data.test_limit_per_class``, ``data.test_split``,
-including ``heldout``); ``transfer`` takes the other classes with the same selection.
+including ``heldout``); ``unseen_classes`` takes the other classes with the same selection. The grid
+evaluation ``transfer`` of older experiments is read as ``unseen_classes``, with a deprecation warning.
 """
 
 from sempairs.experiments.evaluations.base import EVALUATORS, Evaluator, register_evaluator

@@ -1,8 +1,10 @@
 """What a grid evaluation is (:class:`Evaluator`), ``EVALUATORS`` where each module of this package registers one,
-and what several evaluations share: the run's trained backbone, its splits, its kNN protocol."""
+the names and columns renamed since (read with a deprecation warning), and what several evaluations share: the
+run's trained backbone, its kNN protocol."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,12 +12,10 @@ from typing import Any
 import torch
 
 from sempairs.config import DataConfig, RunConfig
-from sempairs.data.store import ImageStore
-from sempairs.errors import InputError
-from sempairs.eval.protocol import knn_evaluate
+from sempairs.errors import SempairsWarning
+from sempairs.eval.protocol import Selection, knn_evaluate
 from sempairs.registry import Registry
 from sempairs.train import TrainResult
-from sempairs.train.data import load_split
 from sempairs.train.loop import uses_cuda
 from sempairs.trained.loading import LoadedBackbone, load_backbone
 
@@ -53,6 +53,34 @@ def register_evaluator(name: str, metrics: dict[str, str], requires: Callable[[R
     return decorate
 
 
+RENAMED = {"transfer": "unseen_classes"}  # grid evaluation names before 2026-12 -> now
+RENAMED_COLUMNS = {"transfer_unseen_knn_top1": "unseen_knn_top1", "transfer_unseen_classes": "unseen_classes",
+                   "transfer_seen_knn_top1": None}  # None: a copy of knn_top1, dropped
+
+
+def current_name(name: str) -> str:
+    """The evaluation's name now (an old name is read with a deprecation warning)."""
+    if name not in RENAMED:
+        return name
+    warnings.warn(f"the grid evaluation {name!r} is now {RENAMED[name]!r} (kNN on the dataset's other classes; "
+                  "sempairs eval transfer evaluates other datasets). Fix: rename it in the experiment's evaluations",
+                  SempairsWarning, stacklevel=2)
+    return RENAMED[name]
+
+
+def current_columns(row: dict, source: str) -> dict:
+    """A results row with the columns renamed since under their new names (with a deprecation warning)."""
+    old = [column for column in row if column in RENAMED_COLUMNS]
+    if not old:
+        return row
+    warnings.warn(f"{source}: columns {old} are from before 2026-12; they are read as "
+                  f"{[RENAMED_COLUMNS[c] for c in old]} (None: dropped, the same number as knn_top1). "
+                  "Fix: evaluate the grid again to rewrite them", SempairsWarning, stacklevel=2)
+    renamed = {RENAMED_COLUMNS.get(column, column): value for column, value in row.items()}
+    renamed.pop(None, None)
+    return renamed
+
+
 def needs_test_split(cfg: RunConfig) -> str | None:
     """What an evaluation on the run's test split lacks: the split itself (None: nothing)."""
     return None if cfg.data.test_split else "it needs a labelled test split (data.test_split)"
@@ -66,24 +94,7 @@ def trained_backbone(result: TrainResult, cfg: RunConfig) -> LoadedBackbone:
     return loaded
 
 
-def run_splits(data: DataConfig) -> tuple[ImageStore, ImageStore]:
-    """The train and test stores of a run's data selection, as its kNN evaluation selects them."""
-    return (load_split(data, data.split, data.limit_per_class),
-            load_split(data, data.test_split, data.test_limit_per_class))
-
-
 def knn_on(backbone: torch.nn.Module, cfg: RunConfig, data: DataConfig | None = None) -> dict[str, Any]:
     """kNN accuracy of ``backbone`` with the run's protocol on ``data`` (default: the run's own selection)."""
-    train, test = run_splits(data or cfg.data)
-    return knn_evaluate(backbone, train, test, cfg.data.size, cfg.augment.mean, cfg.augment.std, k=cfg.knn.k,
-                        temperature=cfg.knn.temperature, batch_size=cfg.features.batch_size, channels_last=uses_cuda(cfg))
-
-
-def other_classes(cfg: RunConfig) -> DataConfig:
-    """The run's data selection for the dataset's classes it was not pretrained on."""
-    names = load_split(cfg.data.model_copy(update={"classes": None}), cfg.data.split, 1).class_names
-    others = [c for c in names if c not in cfg.data.classes]
-    if len(others) < 2:
-        raise InputError(f"{cfg.data.dataset} has {len(others)} classes outside data.classes: an unseen-class task needs "
-                         "two; leave at least two classes out of data.classes")
-    return cfg.data.model_copy(update={"classes": others})
+    return knn_evaluate(backbone, Selection(data=data or cfg.data, knn=cfg.knn), (cfg.data.size, cfg.augment.mean,
+                        cfg.augment.std), batch_size=cfg.features.batch_size, channels_last=uses_cuda(cfg))

@@ -11,7 +11,7 @@ from sempairs.config import RunConfig
 from sempairs.eval.invariance import PROBES, invariance
 from sempairs.experiments.evaluations.base import needs_test_split, register_evaluator, trained_backbone
 from sempairs.train import TrainResult
-from sempairs.train.data import load_split
+from sempairs.eval.selection import load_split
 
 INVARIANCE_STRENGTH = 0.5
 INVARIANCE_IMAGES = 1000

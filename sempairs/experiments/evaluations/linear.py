@@ -10,9 +10,9 @@ from typing import Any
 import torch
 
 from sempairs.config import RunConfig
-from sempairs.errors import InputError
 from sempairs.eval.linear import linear_probe
-from sempairs.experiments.evaluations.base import needs_test_split, register_evaluator, run_splits, trained_backbone
+from sempairs.eval.selection import labelled_splits
+from sempairs.experiments.evaluations.base import needs_test_split, register_evaluator, trained_backbone
 from sempairs.train import TrainResult
 from sempairs.trained.features import cached_features
 
@@ -22,9 +22,7 @@ from sempairs.trained.features import cached_features
 def linear_of_run(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
     """Logistic-regression probe on the run's frozen features, L2 chosen on the train split."""
     loaded = trained_backbone(result, cfg)
-    train, test = run_splits(cfg.data)
-    if train.labels is None or test.labels is None:
-        raise InputError(f"{cfg.run_dir}: the linear probe needs labelled train and test splits")
+    train, test = labelled_splits(cfg.data)
     feats = [cached_features(loaded, store, batch_size=cfg.features.batch_size) for store in (train, test)]
     probe = linear_probe(feats[0], torch.from_numpy(train.labels), feats[1], torch.from_numpy(test.labels),
                          train.num_classes, seed=cfg.train.seed)

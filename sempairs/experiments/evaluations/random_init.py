@@ -1,8 +1,8 @@
 """``random_init``: the same kNN protocol on the cell's backbone untrained (seeded like the run).
 
 The reference a short run must clearly beat (at 32 px an untrained ResNet scores far above
-chance); with ``data.classes`` also on the other classes, as ``transfer`` measures them. Reports
-and plots draw it as the reference of those kNN metrics, not as a metric of its own.
+chance); with ``data.classes`` also on the other classes, as ``unseen_classes`` measures them.
+Reports and plots draw it as the reference of those kNN metrics, not as a metric of its own.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from sempairs.config import RunConfig
-from sempairs.experiments.evaluations.base import knn_on, needs_test_split, other_classes, register_evaluator
+from sempairs.eval.selection import other_classes
+from sempairs.experiments.evaluations.base import knn_on, needs_test_split, register_evaluator
 from sempairs.train import TrainResult
 from sempairs.train.loop import uses_cuda
 from sempairs.trained.loading import build_method
@@ -32,8 +33,8 @@ UNTRAINED_DEPENDS_ON = ("data", "backbone", "method", "augment", "knn", "feature
 
 
 @register_evaluator("random_init", {"random_init_knn_top1": "kNN top-1 of the untrained backbone (%)"}, needs_test_split,
-                    references={"random_init_knn_top1": ("knn_top1", "transfer_seen_knn_top1"),
-                                "random_init_unseen_knn_top1": ("transfer_unseen_knn_top1",)})
+                    references={"random_init_knn_top1": ("knn_top1",),
+                                "random_init_unseen_knn_top1": ("unseen_knn_top1",)})
 def knn_of_random_init(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
     """kNN accuracy of the cell's architecture before training, with the run's seed, data and protocol.
 
@@ -52,5 +53,5 @@ def _random_init_row(key: str) -> tuple[tuple[str, float], ...]:
     backbone = untrained_backbone(cfg)
     row = {"random_init_knn_top1": knn_on(backbone, cfg)["knn_top1"]}
     if cfg.data.classes is not None:
-        row["random_init_unseen_knn_top1"] = knn_on(backbone, cfg, other_classes(cfg))["knn_top1"]
+        row["random_init_unseen_knn_top1"] = knn_on(backbone, cfg, other_classes(cfg.data))["knn_top1"]
     return tuple(row.items())

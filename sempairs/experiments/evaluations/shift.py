@@ -9,7 +9,8 @@ from typing import Any
 
 from sempairs.config import RunConfig
 from sempairs.eval.shift import shift_evaluate
-from sempairs.experiments.evaluations.base import needs_test_split, register_evaluator, run_splits, trained_backbone
+from sempairs.eval.selection import labelled_splits
+from sempairs.experiments.evaluations.base import needs_test_split, register_evaluator, trained_backbone
 from sempairs.train import TrainResult
 
 SHIFT_IMAGES = 1000
@@ -21,7 +22,7 @@ SHIFT_IMAGES = 1000
                     needs_test_split)
 def shift_of_run(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
     """kNN accuracy under the CIFAR-10-C corruptions and occlusion, on a seeded subset of the test split."""
-    train, test = run_splits(cfg.data)
+    train, test = labelled_splits(cfg.data)
     report = shift_evaluate(trained_backbone(result, cfg), train, test, limit=SHIFT_IMAGES, seed=0, knn_k=cfg.knn.k,
                             knn_temperature=cfg.knn.temperature, linear=False, batch_size=cfg.features.batch_size)
     summary = report["summary"]
