@@ -33,10 +33,11 @@ import math
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -44,7 +45,7 @@ from rich.console import Console
 
 from bench.cpu_speed import matmul_gflops
 from bench.mining_speed import search_time
-from bench.throughput import measure, synchronize
+from bench.throughput import SETTINGS, measure, synchronize
 from sempairs.atomic import write_text
 from sempairs.config import load_config
 from sempairs.data.registry import find_dataset, load_dataset
@@ -86,7 +87,7 @@ class Sizes:
     needs_s: dict = field(default_factory=dict)  # step -> seconds it needs to start (quickstart: its minimum)
 
 
-GPU = Sizes(GPU_LABEL, "cuda", 8192, (("resnet18", True, 32, 512), ("resnet50", True, 64, 256)), 50, 5, (16, 4),
+GPU = Sizes(GPU_LABEL, "cuda", 8192, tuple(SETTINGS[:2]), 50, 5, (16, 4),
             None, (), 100, {}, 1_000_000, 512, (None, None), 200, {}, 32, {},
             {"environment": 10, "training_speed": 150, "quickstart": 90, "mining": 60, "evaluation": 60})
 DRY = Sizes(DRY_LABEL, "cpu", 256, (("resnet18", True, 16, 16), ("resnet50", True, 16, 8)), 2, 1, (2, 1),
@@ -156,7 +157,10 @@ def quickstart(check: Check, state: dict) -> dict:
     epochs = state.get("epochs")
     calibration = state.get("calibration")
     if epochs is None:
-        share = check.left_s() - s.needs_s["mining"] - s.needs_s["evaluation"]
+        later = [step for step in ("mining", "evaluation") if check.record["steps"].get(step, {}).get("status") != "done"]
+        share = check.left_s() - sum(s.needs_s[step] for step in later)
+        if share < s.needs_s["quickstart"]:
+            raise TimeShort(f"{share:.0f} s left for it after reserving what {', '.join(later) or 'nothing'} needs")
         calibration = time_one_epoch(check, folder.parent / "quickstart-calibration")
         arms = 3  # SP, AP, AP+SP; the random-init arm trains nothing
         per_epoch, overhead = calibration["epoch_s"], calibration["overhead_s"]
@@ -173,6 +177,7 @@ def quickstart(check: Check, state: dict) -> dict:
 def time_one_epoch(check: Check, folder: Path) -> dict:
     """One epoch of the quickstart's AP arm at seed 0: its epoch seconds and everything else (setup, kNN)."""
     s = check.sizes
+    shutil.rmtree(folder, ignore_errors=True)  # this script's scratch run, left by a call killed while timing
     overrides = {**s.quickstart_overrides, "train": {**s.quickstart_overrides.get("train", {}), "epochs": 1}}
     exp = quickstart_experiment(folder, str(check.data), False, overrides, seeds=1)
     cfg = next(c.config for c in expand(exp) if c.config.pairs.source == "augmented")
@@ -338,16 +343,17 @@ def resolve_data(data: str) -> Path:
     return found
 
 
-def open_record(out: Path, sizes: Sizes, command: str, budget_s: float) -> dict:
+def open_record(out: Path, sizes: Sizes, command: str, budget_s: float, data: Path | None = None) -> dict:
     """The record of ``out`` (a new one, or the one an earlier call of the same kind left), with this call added."""
     path = out / RESULT
     record = json.loads(path.read_text()) if path.exists() else {
         "mode": sizes.label, "device": device_name(sizes.device), "torch": torch.__version__, "cuda": torch.version.cuda,
-        "calls": [], "steps": {}}
+        "sizes": asdict(sizes), "calls": [], "steps": {}}
     if record["mode"] != sizes.label:
         raise InputError(f"{path} holds a {record['mode']} check; this call is a {sizes.label} one. "
                          "Fix: give another --out (nothing overwrites a result made another way)")
-    record["calls"].append({"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": command, "budget_s": budget_s})
+    record["calls"].append({"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": command, "budget_s": budget_s,
+                            "data": str(data) if data else None})
     return record
 
 
@@ -369,9 +375,11 @@ def main(argv: list[str] | None = None) -> None:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         command = shlex.join(["python", "-m", "bench.gpu_check", *(sys.argv[1:] if argv is None else argv)])
-        check = Check(sizes, data, out, time.monotonic() + args.budget_s, open_record(out, sizes, command, args.budget_s))
-    except SempairsError as error:
-        raise SystemExit(f"error: {error}") from None
+        record = open_record(out, sizes, command, args.budget_s, data)
+        check = Check(sizes, data, out, time.monotonic() + args.budget_s, record)
+    except SempairsError as error:  # one line, exit status 2, as the command line reports input errors
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     run_check(check)
     print(markdown(check.record))
 

@@ -118,3 +118,8 @@ def test_a_gpu_folder_is_not_mixed_with_a_dry_run(tmp_path):
     (tmp_path / "gpu_check.json").write_text(json.dumps({"mode": "gpu", "calls": [], "steps": {}}))
     with pytest.raises(gpu_check.InputError, match="give another --out"):
         gpu_check.open_record(tmp_path, gpu_check.DRY, "test", 1)
+
+
+def test_data_without_cifar10_is_one_line_naming_the_fix(tmp_path):
+    with pytest.raises(gpu_check.InputError, match=f"--data {tmp_path}: no CIFAR-10 there. Fix: give the cifar10-jpeg.zip"):
+        gpu_check.resolve_data(str(tmp_path))
