@@ -168,18 +168,21 @@ def quickstart(check: Check, state: dict) -> dict:
                                                             / (arms * per_epoch))))
         check.save("quickstart", {"status": "running", "epochs": epochs, "calibration": calibration,
                                   "share_s": share})
-    overrides = {**s.quickstart_overrides, "train": {**s.quickstart_overrides.get("train", {}), "epochs": epochs}}
-    summary = run_quickstart(folder, str(check.data), False, Console(stderr=True), overrides, seeds=1)
+    summary = run_quickstart(folder, str(check.data), False, Console(stderr=True), quickstart_overrides(s, epochs), seeds=1)
     return {"epochs": epochs, "target_epochs": s.quickstart_epochs, "calibration": calibration,
             "folder": str(folder), "summary": {k: v for k, v in summary.items() if k != "experiment"}}
+
+
+def quickstart_overrides(sizes: Sizes, epochs: int) -> dict:
+    """The quickstart recipe's changes at these sizes, with ``epochs`` epochs."""
+    return {**sizes.quickstart_overrides, "train": {**sizes.quickstart_overrides.get("train", {}), "epochs": epochs}}
 
 
 def time_one_epoch(check: Check, folder: Path) -> dict:
     """One epoch of the quickstart's AP arm at seed 0: its epoch seconds and everything else (setup, kNN)."""
     s = check.sizes
     shutil.rmtree(folder, ignore_errors=True)  # this script's scratch run, left by a call killed while timing
-    overrides = {**s.quickstart_overrides, "train": {**s.quickstart_overrides.get("train", {}), "epochs": 1}}
-    exp = quickstart_experiment(folder, str(check.data), False, overrides, seeds=1)
+    exp = quickstart_experiment(folder, str(check.data), False, quickstart_overrides(s, 1), seeds=1)
     cfg = next(c.config for c in expand(exp) if c.config.pairs.source == "augmented")
     cfg = cfg.model_copy(update={"out_dir": str(folder), "name": "ap-one-epoch"})
     started = time.perf_counter()
@@ -226,8 +229,8 @@ def evaluation(check: Check, _: dict) -> dict:
     linear = timed("linear", lambda: linear_probe(feats[0], labels[0], feats[1], labels[1], classes, **s.linear_options))
     return {"images": sum(len(st) for st in stores), "train_images": len(stores[0]), "test_images": len(stores[1]),
             "backbone": {"name": "resnet18", "small_stem": True, **s.eval_backbone, "weights": "untrained (seed 0)"},
-            "image_size": size, "knn_k": s.eval_k, "linear_options": s.linear_options, "parts_s": seconds, "knn_top1": knn["knn_top1"], "linear_top1": linear["linear_top1"],
-            "linear_l2": linear["linear_l2"]}
+            "image_size": size, "knn_k": s.eval_k, "linear_options": s.linear_options, "parts_s": seconds,
+            "knn_top1": knn["knn_top1"], "linear_top1": linear["linear_top1"], "linear_l2": linear["linear_l2"]}
 
 
 class TimeShort(SempairsError):
