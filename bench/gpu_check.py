@@ -89,7 +89,7 @@ class Sizes:
 
 GPU = Sizes(GPU_LABEL, "cuda", 8192, tuple(SETTINGS[:2]), 50, 5, (16, 4),
             None, (), 100, {}, 1_000_000, 512, (None, None), 200, {}, 32, {},
-            {"environment": 10, "training_speed": 150, "quickstart": 90, "mining": 60, "evaluation": 60})
+            {"environment": 10, "training_speed": 150, "quickstart": 90, "mining": 90, "evaluation": 60})
 DRY = Sizes(DRY_LABEL, "cpu", 256, (("resnet18", True, 16, 16), ("resnet50", True, 16, 8)), 2, 1, (2, 1),
             4, ("backbone.width=0.125",), 2,
             {"data": {"size": 16, "limit_per_class": 8, "test_limit_per_class": 4},
