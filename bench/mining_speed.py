@@ -17,7 +17,26 @@ import time
 
 import torch
 
+from bench.throughput import synchronize
 from sempairs.pairs.search import FAISS_EXACT_MAX, knn_search, resolve_backend
+
+
+def search_time(n: int, dim: int = 512, k: int = 10, backend: str = "torch", precision: str = "float32",
+                device: str = "cpu", max_bytes: int | None = None, exact_max: int = FAISS_EXACT_MAX) -> dict:
+    """Seconds of ``knn_search`` of ``n`` seeded random ``dim``-d embeddings against themselves (top-``k``, self
+    excluded) on ``device``, after one small warm-up call; with the backend used and the mean top-1 cosine."""
+    x = torch.randn(n, dim, generator=torch.Generator().manual_seed(0)).to(device)
+    options = {"precision": precision, "max_bytes": max_bytes, "exact_max": exact_max}
+    knn_search(x[:1000], x[:1000], k, backend=backend, **options)  # warm-up (CUDA context, threads)
+    synchronize(device)
+    start = time.perf_counter()
+    scores, _ = knn_search(x, x, k, backend=backend, **options)
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    used = resolve_backend(backend)
+    index = ("flat, exact" if n <= exact_max else "HNSW") if used == "faiss" else precision
+    return {"n": n, "dim": dim, "k": k, "backend": used, "index": index, "device": device, "seconds": seconds,
+            "queries_per_s": n / seconds, "mean_top1_cosine": scores[:, 0].mean().item()}
 
 
 def main() -> None:
@@ -33,21 +52,10 @@ def main() -> None:
     args = parser.parse_args()
 
     device = "cuda" if cuda and args.backend != "faiss" else "cpu"
-    x = torch.randn(args.n, args.dim, generator=torch.Generator().manual_seed(0)).to(device)
-    options = {"precision": args.precision, "max_bytes": args.max_bytes, "exact_max": args.exact_max}
-    knn_search(x[:1000], x[:1000], args.k, backend=args.backend, **options)  # warm-up (CUDA context, threads)
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    scores, _ = knn_search(x, x, args.k, backend=args.backend, **options)
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    backend = resolve_backend(args.backend)
-    index = ("flat, exact" if args.n <= args.exact_max else "HNSW") if backend == "faiss" else args.precision
+    r = search_time(args.n, args.dim, args.k, args.backend, args.precision, device, args.max_bytes, args.exact_max)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}")
-    print(f"knn_search n={args.n} dim={args.dim} k={args.k} backend={backend} ({index}): {seconds:.2f} s "
-          f"({args.n / seconds:,.0f} queries/s); mean top-1 cosine {scores[:, 0].mean():.4f}")
+    print(f"knn_search n={r['n']} dim={r['dim']} k={r['k']} backend={r['backend']} ({r['index']}): {r['seconds']:.2f} s "
+          f"({r['queries_per_s']:,.0f} queries/s); mean top-1 cosine {r['mean_top1_cosine']:.4f}")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from PIL import Image
 from sempairs.config import load_config
 from sempairs.data.registry import load_dataset
 from sempairs.pairs import augmented_pairs
+from sempairs.precision import cpu_computes_bf16
 from sempairs.train.batches import PairBatches
 from sempairs.train.loop import optimizer_step, setup_model
 
@@ -77,53 +78,65 @@ def cycle(loader):
         yield from loader
 
 
-def to_gpu(views: torch.Tensor) -> torch.Tensor:
-    return views.to("cuda", non_blocking=True).contiguous(memory_format=torch.channels_last)
+def to_device(views: torch.Tensor, device: str) -> torch.Tensor:
+    return views.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
-def timed(step_fn, steps: int, batch: int, warmup: int = 5) -> float:
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(step_fn, steps: int, batch: int, warmup: int = 5, device: str = "cuda") -> float:
+    """Images/s of ``steps`` calls of ``step_fn`` (``batch`` images each) after ``warmup`` untimed calls."""
     for _ in range(warmup):
         step_fn()
-    torch.cuda.synchronize()
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step_fn()
-    torch.cuda.synchronize()
+    synchronize(device)
     return steps * batch / (time.perf_counter() - start)
 
 
-def measure(setting, data_name: str, steps: int, workers: list[int], quick: bool) -> dict:
+def measure(setting, data_name: str, steps: int, workers: list[int], quick: bool, device: str = "cuda",
+            warmup: int = 5, limit_per_class: int | None = None, overrides: tuple[str, ...] = ()) -> dict:
+    """Images/s of each pipeline (bare step, sempairs end to end, the reference pipeline with each of ``workers``)
+    for ``setting`` on ``device`` under bf16 autocast (float32 on a CPU without native bf16), on the training
+    split of ``data_name`` (``limit_per_class`` images per class, None: all); ``overrides``: further config keys."""
     arch, small, size, batch = setting
+    precision = "bf16-mixed" if device == "cuda" or cpu_computes_bf16() else "32-true"
     cfg = load_config(None, [f"backbone.name={arch}", f"backbone.small_stem={small}", f"data.size={size}",
-                             f"train.batch_size={batch}", "train.precision=bf16-mixed"])
-    fabric = Fabric(accelerator="cuda", devices=1, precision="bf16-mixed")
-    store = load_dataset(data_name, split="train", size=size)
+                             f"train.batch_size={batch}", f"train.precision={precision}", *overrides])
+    fabric = Fabric(accelerator=device, devices=1, precision=precision)
+    store = load_dataset(data_name, split="train", size=size, limit_per_class=limit_per_class)
     _, model, optimizer = setup_model(fabric, cfg)
     step = lambda v1, v2: optimizer_step(fabric, model, optimizer, v1, v2)  # noqa: E731
     rates = {}
 
-    # (b) bare step: fixed GPU-resident augmented batches
-    views = [torch.randn(batch, 3, size, size, device="cuda").contiguous(memory_format=torch.channels_last) for _ in range(2)]
-    rates["bare step (GPU-resident batches)"] = timed(lambda: step(*views), steps, batch)
+    # (b) bare step: fixed device-resident augmented batches
+    views = [torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last) for _ in range(2)]
+    rates["bare step (GPU-resident batches)"] = timed(lambda: step(*views), steps, batch, warmup, device)
 
     # (c) sempairs end to end
     batches = PairBatches(store.images, augmented_pairs(len(store)), cfg.augment, fabric.device, channels_last=True)
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    order = torch.randperm(len(store), device="cuda")
+    gen = torch.Generator(device=device).manual_seed(0)
+    order = torch.randperm(len(store), device=device)
     cursor = iter(range(10**9))
     def sempairs_step():  # noqa: E306
         i = next(cursor) % (len(store) // batch)
         step(*batches.views(order[i * batch:(i + 1) * batch], gen))
-    rates["sempairs (GPU data + GPU augmentation)"] = timed(sempairs_step, steps, batch)
+    rates["sempairs (GPU data + GPU augmentation)"] = timed(sempairs_step, steps, batch, warmup, device)
 
     # (a) reference CPU pipeline
     name, transform = reference_transform(size, cfg.augment.mean, cfg.augment.std)
     for n in ([] if quick else workers):
         loader = torch.utils.data.DataLoader(PILPairs(store.images, transform), batch_size=batch, shuffle=True,
-                                             num_workers=n, pin_memory=True, drop_last=True, persistent_workers=True,
-                                             prefetch_factor=4)
+                                             num_workers=n, pin_memory=device == "cuda", drop_last=True,
+                                             persistent_workers=True, prefetch_factor=4)
         stream = cycle(loader)
-        rates[f"{name} transforms, {n} DataLoader workers"] = timed(lambda: step(*map(to_gpu, next(stream))), steps, batch)
+        rates[f"{name} transforms, {n} DataLoader workers"] = timed(
+            lambda: step(*(to_device(v, device) for v in next(stream))), steps, batch, warmup, device)
     return rates
 
 
