@@ -167,6 +167,26 @@ def test_named_axes_map_to_run_settings(tmp_path):
         ExperimentConfig(name="bad", axes={"train.seed": [0, 0]})
 
 
+def test_pair_precision_axis_sets_the_share_of_same_class_pairs(tmp_path, tiny_cifar_zip):
+    from sempairs.train.data import build_pairs, load_split
+
+    exp = ExperimentConfig(name="prec", out_dir=str(tmp_path), base=tiny_base(tiny_cifar_zip),
+                           axes={"pair_precision": [1.0, 0.6], "pairs": ["sp", "ap+sp"]})
+    cells = {c.id: c for c in expand(exp)}
+    assert [c.config.pairs.precision for c in cells.values()] == [1.0, 1.0, 0.6, 0.6]
+    store = load_split(cells["pair_precision=0.6,pairs=sp"].config.data, "train", None)
+    sp = build_pairs(cells["pair_precision=0.6,pairs=sp"].config.pairs, store)
+    assert (store.labels[sp.anchor] == store.labels[sp.positive]).sum() == 24  # 0.6 x 40 pairs
+    both = cells["pair_precision=0.6,pairs=ap+sp"]
+    grid.write_added_sp(both.config, both.added_sp)
+    from sempairs.pairs import load_pairs
+
+    added = load_pairs(both.added_sp, store)
+    assert added.meta["precision"] == 0.6 and np.array_equal(added.positive, sp.positive)
+    with pytest.raises(ConfigError, match="from 0 to 1"):
+        expand(ExperimentConfig(name="bad", out_dir=str(tmp_path), axes={"pair_precision": [1.2]}))
+
+
 def test_report_and_plots_from_results_alone(tmp_path):
     """Transforms and pairs-per-class charts, missing and stopped runs, from a results.csv (no training)."""
     exp = ExperimentConfig(name="synthetic", out_dir=str(tmp_path), embedding=[],

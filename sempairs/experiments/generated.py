@@ -37,9 +37,10 @@ class MiningSettings(Strict):
 
 
 def write_added_sp(cfg: RunConfig, path: Path) -> None:
-    """The SP file of an ``...+sp`` cell: pairs from the labels with the cell's ``per_class`` and seed."""
+    """The SP file of an ``...+sp`` cell: pairs from the labels with the cell's ``per_class``, seed and precision."""
     store = load_split(cfg.data, cfg.data.split, cfg.data.limit_per_class)
-    pairs = build_pairs(PairsConfig(source="labels", per_class=cfg.pairs.per_class, seed=cfg.pairs.seed), store)
+    pairs = build_pairs(PairsConfig(source="labels", per_class=cfg.pairs.per_class, seed=cfg.pairs.seed,
+                                    precision=cfg.pairs.precision), store)
     path.parent.mkdir(parents=True, exist_ok=True)
     pairs.save(path, store=store)
 
