@@ -303,7 +303,7 @@ def test_skip_rules_drop_cells_and_sepp_cells_link_their_ap_encoder(tmp_path):
     assert mined.config.pairs.source == "augmented" and mined.config.pairs.add_files == [str(mined.mined)]
     assert mined.mined.parent == mined.run_dir and mined.added_sp is None
     assert cell_hash(mined) != cell_hash(mined, grid.MiningSettings(k=2))  # how it mines is part of what it is
-    with pytest.raises(ConfigError, match="add ap to the pairs axis"):
+    with pytest.raises(ConfigError, match="the grid has 0"):
         expand(ExperimentConfig(name="x", out_dir=str(tmp_path), axes={"pairs": ["ap+mined", "sp"]}))
     with pytest.raises(ConfigError, match="use ap\\+mined"):
         expand(ExperimentConfig(name="x", out_dir=str(tmp_path), axes={"pairs": ["sp+mined", "ap"]}))
@@ -346,6 +346,34 @@ def test_sepp_cell_mines_nearest_neighbours_of_the_ap_checkpoint(tiny_cifar_zip,
 
     plots = [p.name for p in make_plots(exp)]  # the grid's own mined file gets its calibration plot
     assert f"pairs_{cells['ap+mined'].mined.parent.name}_{cells['ap+mined'].mined.stem}.calibration.png" in plots
+
+
+def test_matched_ap_mined_arm_trains_as_many_pairs_and_steps_as_ap(tiny_cifar_zip, tmp_path):
+    import torch
+
+    from sempairs.experiments.generated import _matched_count
+    from sempairs.trained.checkpoint import LAST
+
+    base = tiny_base(tiny_cifar_zip)
+    base["knn"]["every"] = 0
+    base["train"].update(epochs=1, batch_size=10)
+    exp = ExperimentConfig(name="matched", out_dir=str(tmp_path), base=base, mining={"matched": True},
+                           arms=[{"name": "AP", "pairs": "ap"}, {"name": "SePP-ID", "pairs": "ap+mined", "pairs.per_class": 2}])
+    rows = {r["arm"]: r for r in run_grid(exp, progress=False, log=lambda _: None)}
+    assert rows["AP"]["num_pairs"] == rows["SePP-ID"]["num_pairs"] == "40" and rows["SePP-ID"]["mined_pairs"] == "20"
+    steps = {arm: torch.load(Path(r["run_dir"]) / LAST, weights_only=False)["step"] for arm, r in rows.items()}
+    assert steps == {"AP": 4, "SePP-ID": 4}  # 40 pairs in batches of 10, one epoch
+    unmatched = exp.model_copy(update={"mining": grid.MiningSettings()})
+    assert [cell_hash(c, unmatched.mining) for c in expand(unmatched)][1] != rows["SePP-ID"]["config_hash"]
+    thresholds = ExperimentConfig(name="t", out_dir=str(tmp_path), axes={"pairs": ["ap", "ap+mined@0.8", "ap+mined@0.5"]})
+    cells = expand(thresholds)
+    assert [grid.cell_mining(c).threshold for c in cells] == [None, 0.8, 0.5] and cells[1].encoder is cells[0]
+    assert len({cell_hash(c) for c in cells}) == 3
+    with pytest.raises(ConfigError, match="threshold from -1 to 1"):
+        expand(ExperimentConfig(name="t", out_dir=str(tmp_path), axes={"pairs": ["ap", "ap+mined@1.5"]}))
+    from sempairs.pairs import PairSet
+    with pytest.raises(ValueError, match="3 pairs mined .* 5 needed"):
+        _matched_count(PairSet.build([0, 1, 2], [3, 4, 5]), 5, seed=0)
 
 
 def test_a_section_axis_sets_several_keys_of_one_cell(tmp_path):
