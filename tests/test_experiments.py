@@ -205,12 +205,41 @@ def test_report_and_plots_from_results_alone(tmp_path):
     report = write_report(exp).read_text()
     assert "(n=1)" in report and "the loss became nan" in report and "1 of 16 cells have no results" in report
     plots = make_plots(exp)
-    assert {p.name for p in plots} == {"pairs_bars.png", "differences.png", "transforms.png", "accuracy_vs_pairs_per_class.png"}
+    assert {p.name for p in plots} == {"pairs_bars.png", "differences.png", "transforms.png", "accuracy_vs_pairs_per_class.png",
+                                       "differences_vs_pairs.per_class.png"}
     change = {(r["pairs"], r["pairs.per_class"], r["transforms"], r["metric"]): float(r["change_vs_first"])
               for r in read_csv(exp.directory / "plots" / "transforms.csv")}
     # cell index = 8 transforms + 4 pairs + 2 per_class + seed; sp/157/crop_only has only seed 0 (cell 14)
     assert change[("sp", "157", "crop_only", "knn_top1")] == pytest.approx(top1[14] - (top1[6] + top1[7]) / 2)
     assert change[("sp", "157", "simclr", "knn_top1")] == 0
+
+
+def test_differences_against_a_numeric_axis_and_against_pair_precision(tmp_path):
+    """SP − AP with its spread as lines over epochs, classes (a list: its length) and the pairs' precision."""
+    exp = ExperimentConfig(name="factors", out_dir=str(tmp_path), embedding=[], evaluations=["knn", "random_init"],
+                           arms=[{"name": "AP", "pairs": "ap"}, {"name": "SP", "pairs": "sp"},
+                                 {"name": "SP80", "pairs": "sp", "pairs.precision": 0.8},
+                                 {"name": "SePP", "pairs": "ap+mined"}],
+                           axes={"train.epochs": [5, 20], "data.classes": [["cat", "dog"], ["cat", "dog", "ship"]],
+                                 "train.seed": [0, 1]})
+    cells = expand(exp)
+    rng = np.random.default_rng(0)
+    rows = [{"cell": c.id, **c.values, "arm": c.arm, "epochs": c.values["train.epochs"], "knn_top1": float(rng.uniform(20, 60)),
+             "random_init_knn_top1": 15.0, "mined_precision": 70.0 if c.arm == "SePP" else "", "run_dir": str(c.run_dir),
+             "error": "", "config_hash": cell_hash(c)} for c in cells]
+    made = {p.name for p in make_plots(exp, cells, rows)}
+    assert {"differences_vs_train.epochs.png", "differences_vs_data.classes.png", "differences_vs_precision.png"} <= made
+    value = {(r["arm"], r["train.epochs"], r["data.classes"], r["train.seed"]): r["knn_top1"] for r in rows}
+    two, three = '["cat","dog"]', '["cat","dog","ship"]'
+    lines = read_csv(exp.directory / "plots" / "differences_vs_train.epochs.csv")
+    got = {(r["arm"], r["data.classes"], r["x"]): float(r["difference"]) for r in lines if r["metric"] == "knn_top1"}
+    for epochs in ("5", "20"):
+        expected = statistics.fmean(value[("SP", epochs, three, s)] - value[("AP", epochs, three, s)] for s in ("0", "1"))
+        assert got[("SP", three, f"{float(epochs)}")] == pytest.approx(expected)
+    classes = read_csv(exp.directory / "plots" / "differences_vs_data.classes.csv")
+    assert {r["x"] for r in classes} == {"2.0", "3.0"}
+    precision = read_csv(exp.directory / "plots" / "differences_vs_precision.csv")
+    assert {(r["arm"], r["x"]) for r in precision} == {("SP", "1.0"), ("SP80", "0.8"), ("SePP", "0.7")}
 
 
 def test_map_subset_is_class_balanced():
