@@ -29,6 +29,8 @@ SHORT = {"exp_methods_short.yaml": 8}  # not a published comparison: a short bud
 CPU = {"exp_cpu_study.yaml": 18, "exp_cpu_recipe.yaml": 8, "exp_cpu_recipe_budget.yaml": 8,
        "exp_cpu_recipe_steps.yaml": 8,
        "exp_cpu_recipe_stem.yaml": 4}  # sized for the 2-core CPU (docs/results.md)
+MAP = {"exp_cpu_map_negatives.yaml": 24, "exp_cpu_map_augment.yaml": 12, "exp_cpu_map_epochs.yaml": 20,
+       "exp_cpu_map_precision.yaml": 16, "exp_cpu_map_sepp.yaml": 12}  # each under an hour on the 2-core CPU
 
 
 def tiny_base(zip_path) -> dict:
@@ -264,7 +266,7 @@ def test_published_comparison_configs_expand(name):
 
 
 def test_every_shipped_experiment_config_is_checked():
-    assert {p.name for p in CONFIGS.glob("exp_*.yaml")} == set(PUBLISHED) | set(SHORT) | set(CPU)
+    assert {p.name for p in CONFIGS.glob("exp_*.yaml")} == set(PUBLISHED) | set(SHORT) | set(CPU) | set(MAP)
 
 
 @pytest.mark.parametrize("name", sorted(CPU))
@@ -278,6 +280,23 @@ def test_cpu_configs_expand_and_the_recipe_is_chosen_on_held_out_training_images
         if cell.mined is not None:  # SePP-ID mines with the checkpoint of the same seed's ap cell
             assert cell.encoder.values["pairs"] == "ap"
             assert cell.encoder.values["train.seed"] == cell.values["train.seed"]
+
+
+@pytest.mark.parametrize("name", sorted(MAP))
+def test_map_configs_expand_read_held_out_images_and_match_sepp_steps(name):
+    exp = load_experiment(CONFIGS / name)
+    cells = expand(exp)
+    assert len(cells) == MAP[name] and len(exp.values_of("train.seed")) >= 2
+    pairs = {}
+    for cell in cells:
+        cfg = cell.config
+        assert cfg.data.test_split == "heldout" and (cfg.backbone.name, cfg.data.size) == ("resnet18", 32)
+        classes = len(cfg.data.classes)
+        pairs[cell.id] = cfg.pairs.per_class * classes * (2 if cfg.pairs.add_files else 1)
+        if cell.mined is not None:  # matched steps: half AP, as many mined, as many pairs as the same seed's AP cell
+            assert exp.mining.matched and cell.encoder.arm == "AP"
+            assert cell.encoder.values["train.seed"] == cell.values["train.seed"]
+            assert pairs.get(cell.encoder.id, cell.encoder.config.pairs.per_class * classes) == pairs[cell.id]
 
 
 def test_the_cpu_study_trains_with_the_quickstart_recipe():
