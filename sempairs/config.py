@@ -66,13 +66,16 @@ class PairsConfig(Strict):
 
     ``augmented``: two views of each image (all images, or with ``per_class`` the AP set matched
     to the ``labels`` set of the same seed); ``labels``: ``per_class`` pairs of two different
-    images of a class; ``file``: a pair CSV (see sempairs.pairs.pairfile).
+    images of a class; ``file``: a pair CSV (see sempairs.pairs.pairfile). ``precision`` < 1 makes that
+    share of the pairs from the labels (``labels``, and ``+sp`` files) same-class and the rest cross-class,
+    seeded (:func:`sempairs.pairs.builders.with_precision`); the matched AP set keeps the same anchors.
     """
 
     source: Literal["augmented", "labels", "file"] = "augmented"
     per_class: int | None = Field(None, gt=0)
     file: str | None = None
     seed: int = 0
+    precision: float = Field(1.0, ge=0, le=1)
     add_files: list[str] = []
 
     @model_validator(mode="after")

@@ -33,6 +33,16 @@ def test_pairs_commands(tiny_cifar_zip, tmp_path):
     assert stats["pairs"] == 50 and stats["self_pairs"] == 50 and set(stats["per_class"].values()) == {5}
 
 
+def test_pairs_from_labels_precision_is_recorded_and_reported(tiny_cifar_zip, tmp_path):
+    sp = tmp_path / "sp80.csv"
+    code, out = invoke("pairs", "from-labels", tiny_cifar_zip, "--per-class", 5, "--precision", 0.8, "--out", sp)
+    assert code == 0 and "precision 0.8000 (asked 0.8)" in out, out
+    code, out = invoke("pairs", "report", sp, "--data", tiny_cifar_zip)
+    assert code == 0 and "precision (same class): 0.800 over 50" in out and "asked when built: 0.8" in out, out
+    report = json.loads(sp.with_suffix(".report.json").read_text())
+    assert report["precision"] == 0.8 and report["precision_requested"] == 0.8
+
+
 def test_pairs_check_reports_bad_rows(tiny_cifar_zip, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("anchor,positive\ntrain/cat/0000.jpg,train/cat/0000.jpg\n0,99999\n")

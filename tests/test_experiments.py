@@ -29,6 +29,8 @@ SHORT = {"exp_methods_short.yaml": 8}  # not a published comparison: a short bud
 CPU = {"exp_cpu_study.yaml": 18, "exp_cpu_recipe.yaml": 8, "exp_cpu_recipe_budget.yaml": 8,
        "exp_cpu_recipe_steps.yaml": 8,
        "exp_cpu_recipe_stem.yaml": 4}  # sized for the 2-core CPU (docs/results.md)
+MAP = {"exp_cpu_map_negatives.yaml": 24, "exp_cpu_map_augment.yaml": 12, "exp_cpu_map_epochs.yaml": 20,
+       "exp_cpu_map_precision.yaml": 16, "exp_cpu_map_sepp.yaml": 12}  # each under an hour on the 2-core CPU
 
 
 def tiny_base(zip_path) -> dict:
@@ -167,6 +169,26 @@ def test_named_axes_map_to_run_settings(tmp_path):
         ExperimentConfig(name="bad", axes={"train.seed": [0, 0]})
 
 
+def test_pair_precision_axis_sets_the_share_of_same_class_pairs(tmp_path, tiny_cifar_zip):
+    from sempairs.train.data import build_pairs, load_split
+
+    exp = ExperimentConfig(name="prec", out_dir=str(tmp_path), base=tiny_base(tiny_cifar_zip),
+                           axes={"pair_precision": [1.0, 0.6], "pairs": ["sp", "ap+sp"]})
+    cells = {c.id: c for c in expand(exp)}
+    assert [c.config.pairs.precision for c in cells.values()] == [1.0, 1.0, 0.6, 0.6]
+    store = load_split(cells["pair_precision=0.6,pairs=sp"].config.data, "train", None)
+    sp = build_pairs(cells["pair_precision=0.6,pairs=sp"].config.pairs, store)
+    assert (store.labels[sp.anchor] == store.labels[sp.positive]).sum() == 24  # 0.6 x 40 pairs
+    both = cells["pair_precision=0.6,pairs=ap+sp"]
+    grid.write_added_sp(both.config, both.added_sp)
+    from sempairs.pairs import load_pairs
+
+    added = load_pairs(both.added_sp, store)
+    assert added.meta["precision"] == 0.6 and np.array_equal(added.positive, sp.positive)
+    with pytest.raises(ConfigError, match="from 0 to 1"):
+        expand(ExperimentConfig(name="bad", out_dir=str(tmp_path), axes={"pair_precision": [1.2]}))
+
+
 def test_report_and_plots_from_results_alone(tmp_path):
     """Transforms and pairs-per-class charts, missing and stopped runs, from a results.csv (no training)."""
     exp = ExperimentConfig(name="synthetic", out_dir=str(tmp_path), embedding=[],
@@ -185,12 +207,41 @@ def test_report_and_plots_from_results_alone(tmp_path):
     report = write_report(exp).read_text()
     assert "(n=1)" in report and "the loss became nan" in report and "1 of 16 cells have no results" in report
     plots = make_plots(exp)
-    assert {p.name for p in plots} == {"pairs_bars.png", "differences.png", "transforms.png", "accuracy_vs_pairs_per_class.png"}
+    assert {p.name for p in plots} == {"pairs_bars.png", "differences.png", "transforms.png", "accuracy_vs_pairs_per_class.png",
+                                       "differences_vs_pairs.per_class.png"}
     change = {(r["pairs"], r["pairs.per_class"], r["transforms"], r["metric"]): float(r["change_vs_first"])
               for r in read_csv(exp.directory / "plots" / "transforms.csv")}
     # cell index = 8 transforms + 4 pairs + 2 per_class + seed; sp/157/crop_only has only seed 0 (cell 14)
     assert change[("sp", "157", "crop_only", "knn_top1")] == pytest.approx(top1[14] - (top1[6] + top1[7]) / 2)
     assert change[("sp", "157", "simclr", "knn_top1")] == 0
+
+
+def test_differences_against_a_numeric_axis_and_against_pair_precision(tmp_path):
+    """SP − AP with its spread as lines over epochs, classes (a list: its length) and the pairs' precision."""
+    exp = ExperimentConfig(name="factors", out_dir=str(tmp_path), embedding=[], evaluations=["knn", "random_init"],
+                           arms=[{"name": "AP", "pairs": "ap"}, {"name": "SP", "pairs": "sp"},
+                                 {"name": "SP80", "pairs": "sp", "pairs.precision": 0.8},
+                                 {"name": "SePP", "pairs": "ap+mined"}],
+                           axes={"train.epochs": [5, 20], "data.classes": [["cat", "dog"], ["cat", "dog", "ship"]],
+                                 "train.seed": [0, 1]})
+    cells = expand(exp)
+    rng = np.random.default_rng(0)
+    rows = [{"cell": c.id, **c.values, "arm": c.arm, "epochs": c.values["train.epochs"], "knn_top1": float(rng.uniform(20, 60)),
+             "random_init_knn_top1": 15.0, "mined_precision": 70.0 if c.arm == "SePP" else "", "run_dir": str(c.run_dir),
+             "error": "", "config_hash": cell_hash(c)} for c in cells]
+    made = {p.name for p in make_plots(exp, cells, rows)}
+    assert {"differences_vs_train.epochs.png", "differences_vs_data.classes.png", "differences_vs_precision.png"} <= made
+    value = {(r["arm"], r["train.epochs"], r["data.classes"], r["train.seed"]): r["knn_top1"] for r in rows}
+    two, three = '["cat","dog"]', '["cat","dog","ship"]'
+    lines = read_csv(exp.directory / "plots" / "differences_vs_train.epochs.csv")
+    got = {(r["arm"], r["data.classes"], r["x"]): float(r["difference"]) for r in lines if r["metric"] == "knn_top1"}
+    for epochs in ("5", "20"):
+        expected = statistics.fmean(value[("SP", epochs, three, s)] - value[("AP", epochs, three, s)] for s in ("0", "1"))
+        assert got[("SP", three, f"{float(epochs)}")] == pytest.approx(expected)
+    classes = read_csv(exp.directory / "plots" / "differences_vs_data.classes.csv")
+    assert {r["x"] for r in classes} == {"2.0", "3.0"}
+    precision = read_csv(exp.directory / "plots" / "differences_vs_precision.csv")
+    assert {(r["arm"], r["x"]) for r in precision} == {("SP", "1.0"), ("SP80", "0.8"), ("SePP", "0.7")}
 
 
 def test_map_subset_is_class_balanced():
@@ -215,7 +266,7 @@ def test_published_comparison_configs_expand(name):
 
 
 def test_every_shipped_experiment_config_is_checked():
-    assert {p.name for p in CONFIGS.glob("exp_*.yaml")} == set(PUBLISHED) | set(SHORT) | set(CPU)
+    assert {p.name for p in CONFIGS.glob("exp_*.yaml")} == set(PUBLISHED) | set(SHORT) | set(CPU) | set(MAP)
 
 
 @pytest.mark.parametrize("name", sorted(CPU))
@@ -229,6 +280,23 @@ def test_cpu_configs_expand_and_the_recipe_is_chosen_on_held_out_training_images
         if cell.mined is not None:  # SePP-ID mines with the checkpoint of the same seed's ap cell
             assert cell.encoder.values["pairs"] == "ap"
             assert cell.encoder.values["train.seed"] == cell.values["train.seed"]
+
+
+@pytest.mark.parametrize("name", sorted(MAP))
+def test_map_configs_expand_read_held_out_images_and_match_sepp_steps(name):
+    exp = load_experiment(CONFIGS / name)
+    cells = expand(exp)
+    assert len(cells) == MAP[name] and len(exp.values_of("train.seed")) >= 2
+    pairs = {}
+    for cell in cells:
+        cfg = cell.config
+        assert cfg.data.test_split == "heldout" and (cfg.backbone.name, cfg.data.size) == ("resnet18", 32)
+        classes = len(cfg.data.classes)
+        pairs[cell.id] = cfg.pairs.per_class * classes * (2 if cfg.pairs.add_files else 1)
+        if cell.mined is not None:  # matched steps: half AP, as many mined, as many pairs as the same seed's AP cell
+            assert exp.mining.matched and cell.encoder.arm == "AP"
+            assert cell.encoder.values["train.seed"] == cell.values["train.seed"]
+            assert pairs.get(cell.encoder.id, cell.encoder.config.pairs.per_class * classes) == pairs[cell.id]
 
 
 def test_the_cpu_study_trains_with_the_quickstart_recipe():
@@ -283,7 +351,7 @@ def test_skip_rules_drop_cells_and_sepp_cells_link_their_ap_encoder(tmp_path):
     assert mined.config.pairs.source == "augmented" and mined.config.pairs.add_files == [str(mined.mined)]
     assert mined.mined.parent == mined.run_dir and mined.added_sp is None
     assert cell_hash(mined) != cell_hash(mined, grid.MiningSettings(k=2))  # how it mines is part of what it is
-    with pytest.raises(ConfigError, match="add ap to the pairs axis"):
+    with pytest.raises(ConfigError, match="the grid has 0"):
         expand(ExperimentConfig(name="x", out_dir=str(tmp_path), axes={"pairs": ["ap+mined", "sp"]}))
     with pytest.raises(ConfigError, match="use ap\\+mined"):
         expand(ExperimentConfig(name="x", out_dir=str(tmp_path), axes={"pairs": ["sp+mined", "ap"]}))
@@ -326,6 +394,34 @@ def test_sepp_cell_mines_nearest_neighbours_of_the_ap_checkpoint(tiny_cifar_zip,
 
     plots = [p.name for p in make_plots(exp)]  # the grid's own mined file gets its calibration plot
     assert f"pairs_{cells['ap+mined'].mined.parent.name}_{cells['ap+mined'].mined.stem}.calibration.png" in plots
+
+
+def test_matched_ap_mined_arm_trains_as_many_pairs_and_steps_as_ap(tiny_cifar_zip, tmp_path):
+    import torch
+
+    from sempairs.experiments.generated import _matched_count
+    from sempairs.trained.checkpoint import LAST
+
+    base = tiny_base(tiny_cifar_zip)
+    base["knn"]["every"] = 0
+    base["train"].update(epochs=1, batch_size=10)
+    exp = ExperimentConfig(name="matched", out_dir=str(tmp_path), base=base, mining={"matched": True},
+                           arms=[{"name": "AP", "pairs": "ap"}, {"name": "SePP-ID", "pairs": "ap+mined", "pairs.per_class": 2}])
+    rows = {r["arm"]: r for r in run_grid(exp, progress=False, log=lambda _: None)}
+    assert rows["AP"]["num_pairs"] == rows["SePP-ID"]["num_pairs"] == "40" and rows["SePP-ID"]["mined_pairs"] == "20"
+    steps = {arm: torch.load(Path(r["run_dir"]) / LAST, weights_only=False)["step"] for arm, r in rows.items()}
+    assert steps == {"AP": 4, "SePP-ID": 4}  # 40 pairs in batches of 10, one epoch
+    unmatched = exp.model_copy(update={"mining": grid.MiningSettings()})
+    assert [cell_hash(c, unmatched.mining) for c in expand(unmatched)][1] != rows["SePP-ID"]["config_hash"]
+    thresholds = ExperimentConfig(name="t", out_dir=str(tmp_path), axes={"pairs": ["ap", "ap+mined@0.8", "ap+mined@0.5"]})
+    cells = expand(thresholds)
+    assert [grid.cell_mining(c).threshold for c in cells] == [None, 0.8, 0.5] and cells[1].encoder is cells[0]
+    assert len({cell_hash(c) for c in cells}) == 3
+    with pytest.raises(ConfigError, match="threshold from -1 to 1"):
+        expand(ExperimentConfig(name="t", out_dir=str(tmp_path), axes={"pairs": ["ap", "ap+mined@1.5"]}))
+    from sempairs.pairs import PairSet
+    with pytest.raises(ValueError, match="3 pairs mined .* 5 needed"):
+        _matched_count(PairSet.build([0, 1, 2], [3, 4, 5]), 5, seed=0)
 
 
 def test_a_section_axis_sets_several_keys_of_one_cell(tmp_path):

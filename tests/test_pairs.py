@@ -51,6 +51,30 @@ def test_from_labels_more_pairs_than_disjoint_allows():
         pairs_from_labels(labels, per_class=11)
 
 
+@pytest.mark.parametrize("precision", [1.0, 0.8, 0.6, 0.4, 0.0])
+def test_from_labels_precision_knob_is_within_one_pair_and_keeps_anchors(precision):
+    labels = np.repeat(np.arange(5), 40)
+    exact = pairs_from_labels(labels, per_class=13, seed=3)
+    sp = pairs_from_labels(labels, per_class=13, seed=3, precision=precision)
+    same = labels[sp.anchor] == labels[sp.positive]
+    assert abs(same.sum() - precision * len(sp)) <= 1  # within one pair of the requested share
+    assert np.array_equal(sp.anchor, exact.anchor) and np.array_equal(sp.label[same], exact.label[same])
+    assert (sp.label[~same] == -1).all() and set(sp.source[~same]) <= {"cross-class"}
+    assert np.array_equal(sp.positive[same], exact.positive[same])  # the same-class pairs are the exact set's
+    assert (sp.anchor != sp.positive).all()
+    if precision < 1:
+        assert sp.meta["precision_requested"] == precision and sp.meta["precision"] == pytest.approx(same.mean())
+    again = pairs_from_labels(labels, per_class=13, seed=3, precision=precision)
+    assert np.array_equal(again.positive, sp.positive)  # seeded
+
+
+def test_from_labels_precision_knob_refuses_a_share_outside_0_1_and_one_class():
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        pairs_from_labels(np.repeat(np.arange(2), 6), per_class=2, precision=1.5)
+    with pytest.raises(ValueError, match="one class"):
+        pairs_from_labels(np.zeros(6, np.int64), per_class=2, precision=0.5)
+
+
 def test_from_labels_default_uses_every_image_once():
     labels = np.repeat(np.arange(2), 7)
     sp = pairs_from_labels(labels, seed=0)

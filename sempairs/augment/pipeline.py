@@ -161,6 +161,7 @@ PRESETS: dict[str, dict] = {
     "byol": {**_BYOL, "blur_p": 1.0, "solarize_p": 0.0, "view2": {"blur_p": 0.1, "solarize_p": 0.2}},
     "crop_only": dict(flip_p=0.0, jitter_p=0.0, grayscale_p=0.0, blur_p=0.0, solarize_p=0.0),
     "no_grayscale": dict(grayscale_p=0.0),
+    "no_color": dict(jitter_p=0.0, grayscale_p=0.0),  # crops, flips (and blur where set), no colour change
     # DINO's multi-crop (main_dino.py): 2 global crops of scale (0.4, 1), 8 local of (0.05, 0.4),
     # its colour jitter (saturation 0.2); no blur, as solo-learn's 32 px recipes.
     "dino_multicrop": {**_BYOL, "crop_scale": (0.4, 1.0), "local_crops": 8, "local_scale": (0.05, 0.4)},

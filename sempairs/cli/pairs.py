@@ -35,6 +35,7 @@ def pairs_from_labels_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="CSV file for the semantic pairs."),
     per_class: Optional[int] = typer.Option(None, help="Pairs per class (default: every image once)."),
     seed: int = typer.Option(0, help="Random seed."),
+    precision: float = typer.Option(1.0, help="Share of same-class pairs; the rest (1 - P) get a positive of another class, seeded."),
     match: Optional[Path] = typer.Option(None, help="Also write the matched augmented-pair (AP) set here."),
     split: str = SplitOpt,
     root: Optional[str] = RootOpt,
@@ -51,9 +52,10 @@ def pairs_from_labels_cmd(
     store = load(dataset, split, root, download)
     if store.labels is None:
         fail(f"{store.source} ({split}) has no labels; use `pairs mine` or a curated pair file")
-    sp = pairs_from_labels(store.labels, per_class, seed=seed, meta={"dataset": dataset, "split": split})
+    sp = pairs_from_labels(store.labels, per_class, seed=seed, meta={"dataset": dataset, "split": split}, precision=precision)
     sp.save(out, store=store)
-    console.print(f"wrote {len(sp)} semantic pairs ({len(sp.images())} images) to {out}")
+    shown = f", precision {sp.meta['precision']:.4f} (asked {precision:g})" if "precision" in sp.meta else ""
+    console.print(f"wrote {len(sp)} semantic pairs ({len(sp.images())} images{shown}) to {out}")
     if match:
         ap = matched_augmented(sp)
         ap.save(match, store=store)
@@ -198,4 +200,6 @@ def pairs_report_cmd(
     if store.labels is None:
         fail(f"{store.source} ({split}) has no labels: precision needs a labelled dataset")
     report = _report(pairs, store, file, file.name)
+    if "precision_requested" in pairs.meta:
+        console.print(f"precision asked when built: {pairs.meta['precision_requested']:g} (recorded: {pairs.meta['precision']:.4f})")
     console.print(f"anchors covered: {report['anchors_with_pair']}/{report['anchors']}")

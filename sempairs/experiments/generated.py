@@ -17,7 +17,8 @@ from pydantic import Field
 
 from sempairs.config import PairsConfig, RunConfig
 from sempairs.trained.loading import load_backbone
-from sempairs.pairs import load_pairs
+from sempairs.errors import InputError
+from sempairs.pairs import PairSet, load_pairs
 from sempairs.pairs.mine import embed, mine_pairs
 from sempairs.pairs.report import precision_report
 from sempairs.train.data import build_pairs, load_split
@@ -28,18 +29,28 @@ MINED_FILE = "mined_pairs.csv"
 
 
 class MiningSettings(Strict):
-    """How a grid's ``+mined`` cells mine (see :func:`sempairs.pairs.mine.mine_pairs`)."""
+    """How a grid's ``+mined`` cells mine (see :func:`sempairs.pairs.mine.mine_pairs`).
+
+    ``matched``: keep (seeded) as many mined pairs as the cell has augmented pairs, so that ``ap+mined``
+    with half the ``pairs.per_class`` of its ``ap`` cell trains on as many pairs, for as many steps.
+    """
 
     k: int = Field(1, gt=0)
     threshold: float | None = Field(None, ge=-1, le=1)
     mutual: bool = False
     duplicate_threshold: float | None = Field(0.99, ge=-1, le=1)
+    matched: bool = False
+
+    def identity(self) -> dict:
+        """The settings as a cell's hash counts them (``matched`` only when set, so earlier grids keep their cells)."""
+        return self.model_dump(exclude=None if self.matched else {"matched"})
 
 
 def write_added_sp(cfg: RunConfig, path: Path) -> None:
-    """The SP file of an ``...+sp`` cell: pairs from the labels with the cell's ``per_class`` and seed."""
+    """The SP file of an ``...+sp`` cell: pairs from the labels with the cell's ``per_class``, seed and precision."""
     store = load_split(cfg.data, cfg.data.split, cfg.data.limit_per_class)
-    pairs = build_pairs(PairsConfig(source="labels", per_class=cfg.pairs.per_class, seed=cfg.pairs.seed), store)
+    pairs = build_pairs(PairsConfig(source="labels", per_class=cfg.pairs.per_class, seed=cfg.pairs.seed,
+                                    precision=cfg.pairs.precision), store)
     path.parent.mkdir(parents=True, exist_ok=True)
     pairs.save(path, store=store)
 
@@ -52,8 +63,21 @@ def write_mined(cfg: RunConfig, path: Path, encoder_run: Path, mining: MiningSet
     pairs = mine_pairs(features, k=mining.k, threshold=mining.threshold, mutual=mining.mutual,
                        duplicate_threshold=mining.duplicate_threshold, seed=cfg.train.seed, images=store.images,
                        meta={"encoder": str(encoder.path)})
+    if mining.matched:
+        pairs = _matched_count(pairs, len(build_pairs(cfg.pairs.model_copy(update={"add_files": []}), store)), cfg.train.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     pairs.save(path, store=store)
+
+
+def _matched_count(pairs: PairSet, count: int, seed: int) -> PairSet:
+    """``count`` of the mined ``pairs``, drawn with ``seed`` (in their order); refuses when fewer were mined."""
+    if len(pairs) < count:
+        raise InputError(f"mining.matched: {len(pairs)} pairs mined ({pairs.meta.get('rule')}), {count} needed to match the "
+                         "cell's augmented pairs. Fix: lower the threshold, raise mining.k, or halve pairs.per_class")
+    kept = np.sort(np.random.default_rng(seed).choice(len(pairs), size=count, replace=False))
+    matched = pairs.subset(kept)
+    matched.meta["matched_to"] = count
+    return matched
 
 
 def mined_columns(cfg: RunConfig, path: Path) -> dict:

@@ -52,7 +52,7 @@ from sempairs.config import (ConfigError, Layer, RunConfig, _describe, load_laye
                              recipe_overrides, sources)
 from sempairs.csvio import read_rows, write_rows
 from sempairs.experiments.axes import AXES
-from sempairs.experiments.axes.pairs import PAIRS_AXIS
+from sempairs.experiments.axes.pairs import PAIRS_AXIS, mined_threshold
 from sempairs.experiments.evaluations import EVALUATORS
 from sempairs.experiments.evaluations.base import current_columns, current_name
 from sempairs.experiments.generated import ADDED_SP_FILE, MINED_FILE, MiningSettings, mined_columns, write_added_sp, write_mined
@@ -319,7 +319,7 @@ def expand(exp: ExperimentConfig) -> list[Cell]:
                 raise ConfigError(f"cell {cell_id}: evaluation {name!r} cannot run: {problem}")
         cells.append(Cell(cell_id, values, cfg, arm.get(ARM_NAME), generated.get("sp"), generated.get("mined"),
                           layers=tuple(layers)))
-    cells = [_with_encoder(cell, cells) if cell.mined else cell for cell in cells]
+    cells = [_with_encoder(cell, cells, list(exp.axes)) if cell.mined else cell for cell in cells]
     unknown = sorted(set(exp.embedding or ()) - {c.id for c in cells})
     if unknown:
         raise ConfigError(f"embedding names cells not in the grid: {unknown}; cell ids look like {cells[0].id}")
@@ -346,15 +346,19 @@ def base_over_recipes(cells: Sequence[Cell]) -> str | None:
             "names where every value comes from)")
 
 
-def _with_encoder(cell: Cell, cells: list[Cell]) -> Cell:
-    """``cell`` (an ``ap+mined`` cell) linked to the ``ap`` cell with the same other values, whose checkpoint mines."""
-    wanted = {**cell.values, PAIRS_AXIS: "ap"}
-    encoder = next((c for c in cells if c.values == wanted), None)
-    if encoder is None:
-        raise ConfigError(f"cell {cell.id}: ap+mined mines with the checkpoint of the cell "
-                          f"{','.join(f'{a}={v}' for a, v in wanted.items())}, which the grid lacks: add ap to the "
-                          "pairs axis (and do not skip it)")
-    return replace(cell, encoder=encoder)
+def _with_encoder(cell: Cell, cells: list[Cell], axes: Sequence[str]) -> Cell:
+    """``cell`` (an ``ap+mined`` cell) linked to the ``ap`` cell whose checkpoint mines: the one with the same values
+    on every axis but ``pairs`` (and the same arm settings, where several ``ap`` cells have those axis values)."""
+    same = [k for k in axes if k != PAIRS_AXIS]
+    found = [c for c in cells if c.values.get(PAIRS_AXIS) == "ap" and all(c.values.get(k) == cell.values.get(k) for k in same)]
+    if len(found) > 1:
+        found = [c for c in found if c.values == {**cell.values, PAIRS_AXIS: "ap"}]
+    if len(found) != 1:
+        wanted = ",".join(f"{k}={cell.values[k]}" for k in same if k in cell.values)
+        raise ConfigError(f"cell {cell.id}: ap+mined mines with the checkpoint of the one cell with pairs=ap"
+                          f"{' and ' + wanted if wanted else ''}; the grid has {len(found)}: give it one ap cell (or arm) "
+                          "per setting of the other axes (and do not skip it)")
+    return replace(cell, encoder=found[0])
 
 
 # ----------------------------------------------------------------------------- results
@@ -378,8 +382,15 @@ def cell_hash(cell: Cell, mining: MiningSettings | None = None) -> str:
     files = [f for f in [tree["pairs"]["file"], *tree["pairs"]["add_files"]] if f and f not in generated.values()]
     contents = {f: hashlib.sha256(Path(f).read_bytes()).hexdigest() if Path(f).is_file() else None for f in files}
     if cell.encoder is not None:
-        contents[MINED_FILE] = [cell_hash(cell.encoder), (mining or MiningSettings()).model_dump()]
+        contents[MINED_FILE] = [cell_hash(cell.encoder), cell_mining(cell, mining).identity()]
     return hashlib.sha256(json.dumps([tree, contents], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cell_mining(cell: Cell, mining: MiningSettings | None = None) -> MiningSettings:
+    """How an ``ap+mined`` cell mines: the grid's ``mining`` section, with the threshold of an ``ap+mined@<t>`` value."""
+    mining = mining or MiningSettings()
+    threshold = mined_threshold(cell.values.get(PAIRS_AXIS, ""))
+    return mining if threshold is None else mining.model_copy(update={"threshold": threshold})
 
 
 def grid_rows(exp: ExperimentConfig, cells: Sequence[Cell] | None = None) -> list[dict[str, str]]:
@@ -424,7 +435,7 @@ def run_cell(exp: ExperimentConfig, cell: Cell, callbacks: Sequence[Callable[[in
         if cell.added_sp is not None and not cell.added_sp.exists():
             write_added_sp(cfg, cell.added_sp)
         if cell.mined is not None and not cell.mined.exists():
-            write_mined(cfg, cell.mined, cell.encoder.run_dir, exp.mining)
+            write_mined(cfg, cell.mined, cell.encoder.run_dir, cell_mining(cell, exp.mining))
     if cell.mined is not None:
         row.update(mined_columns(cfg, cell.mined))
     try:

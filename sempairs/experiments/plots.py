@@ -4,6 +4,10 @@
   other axes (e.g. method), with the metric's reference (the untrained backbone) as a dashed line.
 - ``differences``: each arm's difference from the first arm (the baseline) with its spread, per metric,
   and a zero line; filled where the difference counts (:mod:`sempairs.experiments.evidence`).
+- ``differences_vs_<axis>``: for each numeric axis (a number, or a list counted by its length, e.g.
+  ``data.classes``), each arm's difference from the baseline with its spread as a line over the axis.
+- ``differences_vs_precision``: each arm's difference from the baseline against the measured precision
+  of its semantic pairs (``mined_precision``, else ``pairs.precision``), with the untrained backbone's.
 - ``transforms``: every metric per augmentation preset (``transforms`` axis), change vs the first preset.
 - ``accuracy_vs_epoch``: metrics measured during training (``knn.every``, the run's ``history.csv``) and after it.
 - ``accuracy_vs_pairs_per_class``: metrics over the ``pairs.per_class`` axis.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import math
 import json
+import statistics
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,7 +43,7 @@ from sempairs.experiments.axes.pairs import PAIR_FILE_KINDS, PAIRS_AXIS, split_p
 from sempairs.experiments.axes.transforms import TRANSFORMS_AXIS
 from sempairs.experiments.comparison import differences, per_seed, shown_metrics
 from sempairs.experiments.evidence import DIFFERENCE, NOISE_FACTOR
-from sempairs.experiments.grid import ARM, Cell, ExperimentConfig, expand, grid_rows
+from sempairs.experiments.grid import ARM, Cell, ExperimentConfig, expand, format_value, grid_rows
 from sempairs.experiments.tsne import tsne
 from sempairs.experiments.report import Stats, finished, seed_count, stats_of, summarise
 from sempairs.trained.loading import load_backbone
@@ -216,6 +221,93 @@ def difference_plot(exp: ExperimentConfig, rows, out_dir: Path) -> Path | None:
     return save_plot(fig, table, out_dir, "differences")
 
 
+def factor_value(value: str) -> float | None:
+    """An axis value as a number for a line plot: the number, or the length of a list (``data.classes``); else None."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return None
+    if isinstance(parsed, list):
+        return float(len(parsed))
+    return float(parsed) if isinstance(parsed, (int, float)) and not isinstance(parsed, bool) else None
+
+
+def pair_precision_of(row: dict[str, str]) -> float | None:
+    """The share of same-class pairs among a run's semantic pairs: measured for mined pairs, else ``pairs.precision``
+    for pairs from the labels (1 when not set); None for a run on augmented pairs only."""
+    if row.get("mined_precision"):
+        return float(row["mined_precision"]) / 100
+    if "sp" in split_pair_terms(row.get(PAIRS_AXIS, "")):
+        return float(row.get("pairs.precision") or 1.0)
+    return None
+
+
+def _difference_lines(exp: ExperimentConfig, rows, out_dir: Path, name: str, xlabel: str, line_of, x_of) -> Path | None:
+    """Each compared value's difference from the baseline as lines over x, per shown metric, ± the spread.
+
+    ``line_of(difference)`` names the line a difference belongs to, ``x_of(difference, rows of its arm)`` its x
+    (None: not drawn). Made only when some line has two points or more. With a reference column (the untrained
+    backbone), a dashed line shows the reference minus the baseline, so both gains read off the plot.
+    """
+    shown = shown_metrics(exp, rows)
+    others = [a for a in exp.group_axes if a != exp.compared]
+    series: dict[str, dict[str, list]] = {}
+    for metric in shown.metrics:
+        for d in differences(exp, rows, metric):
+            mine = [r for r in rows if r[exp.compared] == d.arm and tuple(r[a] for a in others) == d.key]
+            x = x_of(d, mine)
+            if x is not None:
+                series.setdefault(metric, {}).setdefault(line_of(d), []).append((x, d))
+    series = {m: lines for m, lines in series.items() if any(len(points) > 1 for points in lines.values())}
+    if not series:
+        return None
+    fig, axes = _figure(len(series), legend_entries=max(len(lines) for lines in series.values()))
+    table = []
+    for ax, (metric, lines) in zip(axes, series.items()):
+        for j, (line, points) in enumerate(lines.items()):
+            points.sort(key=lambda p: p[0])
+            spreads = [0.0 if math.isnan(d.difference.spread) else d.difference.spread for _, d in points]
+            ax.errorbar([x for x, _ in points], [d.difference.mean for _, d in points], yerr=spreads, marker="o", capsize=3,
+                        color=f"C{j}", label=line)
+            table += [{**dict(zip(others, d.key)), exp.compared: d.arm, "baseline": d.baseline, "x": x, "metric": metric,
+                       "difference": d.difference.mean, "spread": d.difference.spread, "seeds": d.difference.seeds,
+                       "verdict": d.difference.verdict} for x, d in points]
+        reference = shown.references.get(metric)
+        baseline = [float(r[metric]) for r in finished(rows, metric) if r[exp.compared] == exp.compared_values()[0]]
+        refs = [float(r[reference.column]) for r in rows if reference and r.get(reference.column)]
+        if baseline and refs:
+            ax.axhline(statistics.fmean(refs) - statistics.fmean(baseline), color="0.4", linestyle="--",
+                       label=f"{reference.label} − {exp.compared_values()[0]}")
+        ax.axhline(0, color="0.3", linewidth=1)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"difference from {exp.compared_values()[0]}, points")
+        ax.set_title(textwrap.fill(shown.metrics[metric], 50), fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(handles)))
+    fig.suptitle(textwrap.fill(f"Difference from {exp.compared_values()[0]} against {xlabel}: mean over seeds ± its spread "
+                               "sqrt(sd_a² + sd_b²)", 110), fontsize=10)
+    return save_plot(fig, table, out_dir, name)
+
+
+def differences_vs_factors(exp: ExperimentConfig, rows, out_dir: Path) -> list[Path]:
+    """``differences_vs_<axis>`` for each numeric axis, and ``differences_vs_precision`` (see the module doc)."""
+    others = [a for a in exp.group_axes if a != exp.compared]
+    made = []
+    for axis in others:
+        if all(factor_value(format_value(v)) is not None for v in exp.values_of(axis)):
+            rest = [i for i, a in enumerate(others) if a != axis]
+            made.append(_difference_lines(
+                exp, rows, out_dir, f"differences_vs_{axis}", f"{axis} (a list: its length)",
+                lambda d: _label([exp.compared, *(others[i] for i in rest)], [d.arm, *(d.key[i] for i in rest)]),
+                lambda d, mine, at=others.index(axis): factor_value(d.key[at])))
+    made.append(_difference_lines(
+        exp, rows, out_dir, "differences_vs_precision", "precision of the semantic pairs (share of same-class pairs)",
+        lambda d: _label(others, d.key) if others else "arms",
+        lambda d, mine: statistics.fmean(p) if (p := [v for r in mine if (v := pair_precision_of(r)) is not None]) else None))
+    return [p for p in made if p is not None]
+
+
 def _metric_lines(exp: ExperimentConfig, rows, x_column: str, across: str | None, points_of, out_dir: Path, name: str,
                   title: str, xlabel: str) -> Path | None:
     """Lines of every metric over x: ``points_of(row, metric)`` gives a run's (x, value) points.
@@ -374,6 +466,7 @@ def make_plots(exp: ExperimentConfig, cells: Sequence[Cell] | None = None, rows=
         name = "arms" if exp.compared == ARM else "pairs_bars"
         made.append(grouped_bars(exp, rows, exp.compared, out, name, f"Accuracy per {exp.compared}", delta=False))
         made.append(difference_plot(exp, rows, out))
+        made += differences_vs_factors(exp, rows, out)
     if TRANSFORMS_AXIS in exp.axes:
         first = exp.axes[TRANSFORMS_AXIS][0]
         made.append(grouped_bars(exp, rows, TRANSFORMS_AXIS, out, "transforms",

@@ -8,6 +8,7 @@ from sempairs.errors import InputError
 from sempairs.pairs.pairset import AUGMENTED, PairSet
 
 LABELS = "labels"
+CROSS_CLASS = "cross-class"  # the source of the pairs a precision < 1 made cross-class
 
 
 def augmented_pairs(num_images: int | None = None, indices=None, labels: np.ndarray | None = None, meta: dict | None = None) -> PairSet:
@@ -30,12 +31,15 @@ def _class_pairs(members: np.ndarray, k: int, rng: np.random.Generator) -> np.nd
     return members[rng.permutation(pairs)]
 
 
-def pairs_from_labels(labels: np.ndarray, per_class: int | None = None, seed: int = 0, classes=None, meta: dict | None = None) -> PairSet:
+def pairs_from_labels(labels: np.ndarray, per_class: int | None = None, seed: int = 0, classes=None, meta: dict | None = None,
+                      precision: float = 1.0) -> PairSet:
     """Semantic pairs: ``per_class`` pairs of two *different* images of the same class per class.
 
     With ``per_class=None`` every image of a class is used once, paired disjointly (n // 2
     pairs). Pairs within a class are disjoint while 2*per_class <= class size, otherwise distinct
     unordered pairs are drawn. Seeded; raises if a class cannot supply enough distinct pairs.
+    ``precision`` < 1 makes the share 1 - precision of the pairs cross-class (:func:`with_precision`);
+    the metadata records the requested and the true precision.
     """
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
@@ -51,10 +55,31 @@ def pairs_from_labels(labels: np.ndarray, per_class: int | None = None, seed: in
         anchors.append(pairs[:, 0])
         positives.append(pairs[:, 1])
         pair_labels.append(np.full(len(pairs), c, dtype=np.int64))
-    return PairSet.build(
+    pairs = PairSet.build(
         np.concatenate(anchors), np.concatenate(positives), label=np.concatenate(pair_labels), source=LABELS,
         meta={"builder": "from-labels", "per_class": per_class, "seed": seed, **(meta or {})},
     )
+    return pairs if precision == 1.0 else with_precision(pairs, labels, precision, rng)
+
+
+def with_precision(pairs: PairSet, labels: np.ndarray, precision: float, rng: np.random.Generator) -> PairSet:
+    """``pairs`` with round((1 - precision) * n) of them, drawn by ``rng``, made cross-class: each drawn pair
+    keeps its anchor and gets a positive drawn from the images of the other classes, with source
+    ``cross-class`` and no label (a pair file check accepts it as a pair not meant to share a class).
+    Metadata: ``precision_requested`` and ``precision`` (the true share of same-class pairs)."""
+    if not 0.0 <= precision <= 1.0:
+        raise InputError(f"pair precision {precision}: give a share between 0 and 1 (e.g. 0.8 for 80 % same-class pairs)")
+    labels = np.asarray(labels)
+    usable = np.flatnonzero(labels >= 0)
+    if precision < 1.0 and len(np.unique(labels[usable])) < 2:
+        raise InputError(f"pair precision {precision} needs cross-class pairs, and the data has one class; use precision 1")
+    crossed = PairSet(pairs.anchor, pairs.positive.copy(), pairs.label.copy(), pairs.score, pairs.source.copy(),
+                      {**pairs.meta, "precision_requested": precision})
+    for i in rng.choice(len(pairs), size=int(round((1.0 - precision) * len(pairs))), replace=False):
+        others = usable[labels[usable] != labels[pairs.anchor[i]]]
+        crossed.positive[i], crossed.label[i], crossed.source[i] = others[rng.integers(len(others))], -1, CROSS_CLASS
+    crossed.meta["precision"] = float((labels[crossed.anchor] == labels[crossed.positive]).mean()) if len(pairs) else 1.0
+    return crossed
 
 
 def matched_augmented(semantic: PairSet) -> PairSet:

@@ -35,7 +35,8 @@ def precision_report(
     """Precision of the semantic pairs of ``pairs`` against ``labels``, as a JSON-ready dict.
 
     Keys: pairs, correct, precision, anchors, anchors_with_pair, anchor_coverage, per_class
-    (by the anchor's class: pairs, precision), calibration (``bins`` equal-width score bins:
+    (by the anchor's class: pairs, precision), precision_requested (when the pairs were built with
+    a precision < 1), calibration (``bins`` equal-width score bins:
     lo, hi, pairs, precision), thresholds (``num_thresholds`` values from the lowest to the
     highest score: threshold, pairs, pair_share, precision, coverage) and stats (pair_stats).
     ``anchors`` are the images that asked for a pair: default the mining run's
@@ -67,6 +68,8 @@ def precision_report(
         "thresholds": [],
         "stats": pair_stats(pairs, labels, class_names),
     }
+    if "precision_requested" in pairs.meta:  # built with a precision knob (pairs from-labels --precision)
+        report["precision_requested"] = pairs.meta["precision_requested"]
     scored = ~np.isnan(sem.score)
     if scored.any():
         report["calibration"] = _bins(sem.score[scored], correct[scored], bins)

@@ -50,7 +50,7 @@ def _main_pairs(cfg: PairsConfig, store: ImageStore) -> PairSet:
         return augmented_pairs(len(store), labels=store.labels)
     if store.labels is None:
         raise ConfigError(f"pairs.source={cfg.source} with per_class needs labels, and {store.source} has none")
-    semantic = pairs_from_labels(store.labels, cfg.per_class, seed=cfg.seed)
+    semantic = pairs_from_labels(store.labels, cfg.per_class, seed=cfg.seed, precision=cfg.precision)
     return semantic if cfg.source == "labels" else matched_augmented(semantic)
 
 
