@@ -1,7 +1,8 @@
 """CPU training speed, side by side in one run: precision x compile, bare step vs end to end.
 
 For one model (default: SimCLR, ResNet-18 with the standard stem, 32 px, batch 128, the quickstart's
-SGD) it measures
+SGD), and for the quickstart's network (small-image stem, width 0.25) with both stem widths of
+``configs/exp_cpu_recipe_stem.yaml`` (64 and 16 channels, at ``train.precision=auto``), it measures
 in the same process, interleaved over ``--rounds`` rounds (the median is reported):
 
   matmul      2048 x 2048 matrix products in float32 and bf16: the machine's achievable FLOP/s;
@@ -29,13 +30,13 @@ import platform
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 
 import torch
 from lightning.fabric import Fabric
 from torch.utils.flop_counter import FlopCounterMode
 
 import sempairs.models.backbones as backbones
-from bench.throughput import synchronize
 from sempairs.config import load_config
 from sempairs.pairs import augmented_pairs
 from sempairs.train import train
@@ -59,25 +60,26 @@ def plain_convolutions():
         backbones.trim_padding_taps = trim
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 1.0, device: str = "cpu") -> float:
-    """Achieved GFLOP/s of ``n x n`` matrix products in ``dtype`` on ``device`` (at least one product, about
-    ``seconds`` long)."""
-    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 1.0) -> float:
+    """Achieved GFLOP/s of ``n x n`` matrix products in ``dtype`` (at least one product, about ``seconds`` long)."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     a @ b
-    synchronize(device)
     done, start = 0, time.perf_counter()
     while done == 0 or time.perf_counter() - start < seconds:
-        for _ in range(10 if device == "cuda" else 1):  # a GPU call only queues the product
-            a @ b
-            done += 1
-        synchronize(device)
+        a @ b
+        done += 1
     return 2 * n**3 * done / (time.perf_counter() - start) / 1e9
 
 
-def overrides(batch: int, precision: str, compiled: bool) -> list[str]:
+QUICKSTART = {f"quickstart stem {w}": ["backbone.small_stem=true", "backbone.width=0.25", f"backbone.stem_width={w}"]
+              for w in (64, 16)}
+
+
+def overrides(batch: int, precision: str, compiled: bool, network: Sequence[str] = ()) -> list[str]:
+    """The bench's settings; ``network``: backbone overrides replacing the standard-stem ResNet-18."""
     return ["backbone.name=resnet18", "backbone.small_stem=false", "data.size=32", f"train.batch_size={batch}",
             "optim.name=sgd", "optim.lr=0.6", "optim.weight_decay=5e-4",  # the quickstart's optimiser
-            f"train.precision={precision}", f"train.compile={str(compiled).lower()}", "train.accelerator=cpu"]
+            f"train.precision={precision}", f"train.compile={str(compiled).lower()}", "train.accelerator=cpu", *network]
 
 
 class Setting:
@@ -136,10 +138,10 @@ def train_flops_per_view(cfg, plain: bool = False) -> float:
     return counter.get_total_flops() / (2 * b)
 
 
-def loop_rate(cfg, store_pairs: int, out: str) -> float:
+def loop_rate(cfg, store_pairs: int, out: str, name: str) -> float:
     """Views/s of the second epoch of ``train`` (the first includes compiling and warm-up)."""
     run = cfg.model_copy(update={
-        "name": f"loop-{resolve_precision(cfg)}-{cfg.train.compile}", "out_dir": out,
+        "name": name, "out_dir": out,
         "data": cfg.data.model_copy(update={"limit_per_class": store_pairs // 10, "test_split": None}),
         "train": cfg.train.model_copy(update={"epochs": 2, "checkpoint_every": 100}),
     })
@@ -174,39 +176,47 @@ def main() -> None:
 
     wanted = [(TODAY, "fp32", False)] + [(f"{p} {'compiled' if c else 'eager'}", p, c) for p in PRECISIONS
                                          for c in (False, True) if p == "fp32" or native_bf16]
+    wanted = [(name, overrides(args.batch, PRECISIONS[p], c), name == TODAY) for name, p, c in wanted]
+    quick = {f"{net}, {auto_name}": overrides(args.batch, "auto", False, extra) for net, extra in QUICKSTART.items()}
+    wanted += [(name, over, False) for name, over in quick.items()]
     settings = []
-    for name, p, c in wanted:
-        setting = Setting(name, load_config(None, overrides(args.batch, PRECISIONS[p], c)), store, plain=name == TODAY)
+    for name, over, plain in wanted:
+        setting = Setting(name, load_config(None, over), store, plain=plain)
+        setting.flops = train_flops_per_view(setting.cfg, plain=plain)  # the FLOPs this setting computes
         settings.append(setting)
-        print(f"  built {name} ({setting.warmup_s:.0f} s to the first steps)", flush=True)
+        print(f"  built {name} ({setting.warmup_s:.0f} s to the first steps; {setting.flops / 1e9:.3f} GFLOP per view)",
+              flush=True)
     for r in range(args.rounds):
         for setting in settings:
             setting.measure(args.steps)
         print(f"  round {r + 1}/{args.rounds} done", flush=True)
 
     today = next(s for s in settings if s.name == TODAY).median("end to end")
-    print(f"\n{'setting':30s} {'bare views/s':>12s} {'e2e views/s':>12s} {'e2e/bare':>9s} {'e2e/today':>10s} {'% of matmul':>12s}")
+    print(f"\n{'setting':44s} {'bare views/s':>12s} {'e2e views/s':>12s} {'e2e/bare':>9s} {'e2e/today':>10s} {'% of matmul':>12s}")
     rows = []
     for s in settings:
         bare, e2e = s.median("bare"), s.median("end to end")
-        peak = gflops["bf16" if s.name.startswith("bf16") else "fp32"]
-        executed = plain_flops if s.name == TODAY else flops  # % of matmul: the FLOPs this setting computes
+        peak = gflops["bf16" if resolve_precision(s.cfg).startswith("bf16") else "fp32"]
+        executed = s.flops
         row = {"setting": s.name, "bare": bare, "end_to_end": e2e, "e2e_over_bare": e2e / bare, "e2e_over_today": e2e / today,
                "flop_share": e2e * executed / 1e9 / peak, "warmup_s": s.warmup_s, "rounds": s.rates}
         rows.append(row)
-        print(f"{s.name:30s} {bare:12.0f} {e2e:12.0f} {e2e / bare:9.2f} {e2e / today:10.2f} {100 * row['flop_share']:11.0f}%")
+        print(f"{s.name:44s} {bare:12.0f} {e2e:12.0f} {e2e / bare:9.2f} {e2e / today:10.2f} {100 * row['flop_share']:11.0f}%")
     if not native_bf16:
         print(f"bf16 skipped: this CPU has no native bf16 (bf16 matmul {gflops['bf16']:.1f} GFLOP/s vs fp32 {gflops['fp32']:.0f})")
 
-    loops = {}
+    loops, end_to_end = {}, {row["setting"]: row["end_to_end"] for row in rows}
     if args.loop_pairs:
         with tempfile.TemporaryDirectory() as out:
             with plain_convolutions():
-                loops[TODAY] = loop_rate(load_config(None, overrides(args.batch, "32-true", False)), args.loop_pairs, out)
-            loops[auto_name] = loop_rate(auto, args.loop_pairs, out)
+                loops[TODAY] = loop_rate(load_config(None, overrides(args.batch, "32-true", False)), args.loop_pairs, out, "today")
+            loops[auto_name] = loop_rate(auto, args.loop_pairs, out, "auto")
+            for i, (name, over) in enumerate(quick.items()):
+                loops[name] = loop_rate(load_config(None, over), args.loop_pairs, out, f"quickstart-{i}")
         base = loops[TODAY]
         for name, rate in loops.items():
-            print(f"train() loop, {name:30s} {rate:8.0f} views/s  {rate / base:5.2f}x today")
+            print(f"train() loop, {name:44s} {rate:8.0f} views/s  {rate / base:5.2f}x today"
+                  + (f", {rate / end_to_end[name]:4.2f}x its end to end" if name in end_to_end else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"date": time.strftime("%Y-%m-%d %H:%M"), "threads": torch.get_num_threads(), "native_bf16": native_bf16,
