@@ -37,6 +37,7 @@ from lightning.fabric import Fabric
 from torch.utils.flop_counter import FlopCounterMode
 
 import sempairs.models.backbones as backbones
+from bench.throughput import synchronize
 from sempairs.config import load_config
 from sempairs.pairs import augmented_pairs
 from sempairs.train import train
@@ -60,14 +61,18 @@ def plain_convolutions():
         backbones.trim_padding_taps = trim
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 1.0) -> float:
-    """Achieved GFLOP/s of ``n x n`` matrix products in ``dtype`` (at least one product, about ``seconds`` long)."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 1.0, device: str = "cpu") -> float:
+    """Achieved GFLOP/s of ``n x n`` matrix products in ``dtype`` on ``device`` (at least one product, about
+    ``seconds`` long)."""
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
     a @ b
+    synchronize(device)
     done, start = 0, time.perf_counter()
     while done == 0 or time.perf_counter() - start < seconds:
-        a @ b
-        done += 1
+        for _ in range(10 if device == "cuda" else 1):  # a GPU call only queues the product
+            a @ b
+            done += 1
+        synchronize(device)
     return 2 * n**3 * done / (time.perf_counter() - start) / 1e9
 
 
