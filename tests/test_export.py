@@ -132,7 +132,8 @@ def test_exports_load_in_plain_torchvision_and_timm_with_the_runs_features(train
 
 
 def test_hf_folder_has_weights_config_and_a_card_with_the_runs_numbers(trained_run, tmp_path):
-    knn = json.loads((trained_run / "eval" / "knn.json").read_text())
+    knn_file, = (trained_run / "eval").glob("knn-*.json")  # the final kNN, named by its selection
+    knn = json.loads(knn_file.read_text())
     linear = {"linear_top1": 31.25, "note": "text is not a number", "per_class": {"cat": {"top1": 12.5}}, "ok": True,
               "selection": {"train_split": "train", "test_limit_per_class": 5}, "settings": {"l2": 0.001}}
     (trained_run / "eval" / "linear.json").write_text(json.dumps(linear))
@@ -145,8 +146,11 @@ def test_hf_folder_has_weights_config_and_a_card_with_the_runs_numbers(trained_r
     assert config["source"]["epoch"] == 1 and config["run_config"]["data"]["limit_per_class"] == 5
     card = (out / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: timm\n") and "simclr" in card and "| epochs | 1 of 1 " in card
-    for key, value in knn.items():
+    numbers = {k: v for k, v in knn.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    assert "knn_top1" in numbers and isinstance(knn["selection"], dict)
+    for key, value in numbers.items():
         assert f"- {key}: {json.dumps(value)}" in card
+    assert card.count("- selection: ") == 2  # the kNN result's selection and the linear one's
     assert "- linear_top1: 31.25" in card and "- per_class.cat.top1: 12.5" in card and "note" not in card
     assert "- ok:" not in card
     assert '- selection: train_split="train", test_limit_per_class=5' in card and "- settings: l2=0.001" in card

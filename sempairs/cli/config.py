@@ -69,7 +69,7 @@ def _experiment_lines(path: Path, overrides: list[str], cell: Optional[str]) -> 
 
 def _run_lines(run_dir: Path, overrides: list[str]) -> list[str]:
     """The config a finished (or started) run saved, credited as far as a saved config allows."""
-    from sempairs.config import read_yaml_mapping, saved_sources, validate
+    from sempairs.config import RunConfig, read_yaml_mapping, saved_sources, validate
     from sempairs.train.rundir import CONFIG
 
     if overrides:
