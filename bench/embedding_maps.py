@@ -4,6 +4,8 @@ Features: a random-init ResNet-18 (standard stem, seed 0) on the first ``--image
 test images of each class, 32 px. Methods: openTSNE and scikit-learn's t-SNE (Barnes-Hut), UMAP
 (umap-learn), each single-threaded with seed 0; a first call may compile (numba) or load code,
 so each method is timed on the first call and on ``--repeats`` more, and all times are printed.
+The hand-written exact t-SNE these replaced was measured once with this script at commit 5dbbcf6
+(docs/benchmarks.md).
 
     python -m bench.embedding_maps --data ../shared/data/cifar10-jpeg.zip [--images 2000]
 """
@@ -24,10 +26,7 @@ from sempairs.models import BackboneConfig, build_backbone
 from sempairs.train.data import load_split
 from sempairs.trained.features import extract_features
 
-from sempairs.experiments.tsne import tsne as exact_tsne
-
 METHODS = {
-    "hand-written exact t-SNE (torch)": lambda x: exact_tsne(torch.from_numpy(x)).numpy(),
     "openTSNE (sempairs tsne)": lambda x: embed_2d(x, "tsne"),
     "scikit-learn TSNE (Barnes-Hut)": lambda x: TSNE(perplexity=PERPLEXITY, init="pca", random_state=0,
                                                      n_jobs=1).fit_transform(x),

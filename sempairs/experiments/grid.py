@@ -34,7 +34,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import yaml
@@ -46,6 +46,7 @@ from sempairs.config import ConfigError, RunConfig, _describe, load_config, plai
 from sempairs.csvio import write_rows
 from sempairs.experiments.axes import AXES
 from sempairs.experiments.axes.pairs import PAIRS_AXIS
+from sempairs.experiments.embedding_maps import MAP_METHODS
 from sempairs.experiments.evaluations import EVALUATORS
 from sempairs.experiments.generated import ADDED_SP_FILE, MINED_FILE, MiningSettings, mined_columns, write_added_sp, write_mined
 from sempairs.train import TrainingStopped, train
@@ -68,8 +69,9 @@ class ExperimentConfig(Strict):
     """A grid of runs: ``base`` run config x ``axes``, evaluated by ``evaluations``.
 
     ``seed_axis`` is the axis that repeats a setting (reports average over it). ``embedding``
-    lists the cells whose test features get a 2-D t-SNE map (None: the first cell of each ``pairs``
-    value, or the first cell; ``[]``: no map). ``skip``: partial cells (axis -> value) left out.
+    lists the cells whose test features get a 2-D map (None: the first cell of each ``pairs``
+    value, or the first cell; ``[]``: no map), drawn by ``embedding_method``: ``tsne`` (openTSNE) or
+    ``umap`` (umap-learn, the ``umap`` extra). ``skip``: partial cells (axis -> value) left out.
     ``mining``: how ``+mined`` cells mine their pairs.
     """
 
@@ -81,6 +83,7 @@ class ExperimentConfig(Strict):
     seed_axis: str = "train.seed"
     evaluations: list[str] = ["knn"]
     embedding: list[str] | None = None
+    embedding_method: Literal[MAP_METHODS] = "tsne"
     skip: list[dict[str, Any]] = []
     mining: MiningSettings = MiningSettings()
 
