@@ -1,11 +1,14 @@
 """2-D maps (openTSNE, umap-learn): what they preserve on clustered data, fixed by the seed, bad input refused."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 from sklearn.manifold import trustworthiness
 
-from sempairs.errors import InputError
+from sempairs.errors import InputError, MissingPackage
 from sempairs.experiments.embedding_maps import embed_2d
+from sempairs.experiments.grid import ExperimentConfig
 
 
 def clusters(points: int = 150, dims: int = 20) -> tuple[np.ndarray, np.ndarray]:
@@ -33,3 +36,11 @@ def test_map_refuses_unknown_methods_and_too_few_points():
         embed_2d(x, "pca")
     with pytest.raises(InputError, match="at least 4 feature vectors"):
         embed_2d(x[:3])
+
+
+def test_a_umap_grid_without_umap_learn_fails_before_training_with_the_pip_command(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "umap" else real(name, *a))
+    with pytest.raises(MissingPackage, match=r"pip install 'sempairs\[umap\]'"):
+        ExperimentConfig(name="maps", axes={"train.seed": [0]}, embedding_method="umap")
+    assert ExperimentConfig(name="maps", axes={"train.seed": [0]}).embedding_method == "tsne"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import colorsys
 import csv
+import importlib.util
 import json
 import socket
 from pathlib import Path
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 from bench.corruption_reference import DETERMINISTIC, SAME_PARAMETERS, change, package_corrupt
 from sempairs.cli import app
 from sempairs.config import ConfigError
+from sempairs.errors import MissingPackage
 from sempairs.data.sources import read_image_zip
 from sempairs.data.store import ImageStore
 from sempairs.eval import corruptions as corruptions_module
@@ -142,6 +144,15 @@ def test_frost_blends_crops_of_the_reference_photographs_read_offline(cifar, mon
             corners = np.argwhere((np.abs(windows[:, :, 0, 0] - image[0, 0]) <= 1).all(-1))
             found = found or any(np.abs(windows[r, c] - image).max() <= 1 for r, c in corners)
         assert found, "each frosted image is 0.2 x a 32 x 32 crop of one of the five photographs"
+
+
+def test_frost_without_imagecorruptions_names_the_pip_command(cifar, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "imagecorruptions" else real(name, *a))
+    corruptions_module.frost_textures.cache_clear()
+    with pytest.raises(MissingPackage, match="pip install imagecorruptions"):
+        corrupt(cifar[:2], "frost", 1)
+    corruptions_module.frost_textures.cache_clear()
 
 
 def test_glass_blur_moves_each_pixel_from_an_up_left_neighbour(cifar):

@@ -110,6 +110,7 @@ from PIL import Image
 
 from sempairs.data import cache
 from sempairs.data.store import ImageStore
+from sempairs.errors import MissingPackage
 
 # Bump when a corruption changes, so cached corrupted sets are rebuilt.
 VERSION = 2  # 2: frost blends CIFAR-10-C's photographs (was: synthetic textures)
@@ -294,7 +295,7 @@ def frost_directory() -> Path:
     """The folder of CIFAR-10-C's frost photographs in the installed ``imagecorruptions`` package (not imported)."""
     spec = importlib.util.find_spec("imagecorruptions")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("frost blends CIFAR-10-C's frost photographs, which the imagecorruptions package ships: "
+        raise MissingPackage("frost blends CIFAR-10-C's frost photographs, which the imagecorruptions package ships: "
                           "pip install imagecorruptions (a sempairs dependency)")
     return Path(spec.submodule_search_locations[0]) / "frost"
 

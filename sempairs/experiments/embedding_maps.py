@@ -10,10 +10,12 @@ and trustworthiness with the exact t-SNE they replace).
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import torch
 
-from sempairs.errors import InputError
+from sempairs.errors import InputError, MissingPackage
 
 MAP_METHODS = ("tsne", "umap")
 PERPLEXITY, NEIGHBOURS, SEED = 30.0, 15, 0
@@ -29,20 +31,26 @@ def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
     return np.asarray(TSNE(perplexity=perplexity, n_jobs=1, random_state=seed, verbose=False).fit(x))
 
 
+def require_method(method: str) -> str:
+    """``method`` if it is a map method whose package is installed (UMAP: umap-learn), else a one-line error."""
+    if method not in MAP_METHODS:
+        raise InputError(f"unknown map method {method!r}; use {' or '.join(MAP_METHODS)}")
+    if method == "umap" and importlib.util.find_spec("umap") is None:
+        raise MissingPackage("UMAP maps need umap-learn: pip install 'sempairs[umap]' (or umap-learn), "
+                             "or use the t-SNE map (embedding_method: tsne)")
+    return method
+
+
 def _umap(x: np.ndarray, seed: int) -> np.ndarray:
-    try:
-        import umap
-    except ImportError as exc:
-        raise ImportError("UMAP maps need umap-learn: pip install 'sempairs[umap]' (or umap-learn), "
-                          "or use the t-SNE map (embedding_method: tsne)") from exc
+    import umap
+
     neighbours = min(NEIGHBOURS, len(x) - 1)
     return umap.UMAP(n_neighbors=neighbours, random_state=seed, n_jobs=1).fit_transform(x)
 
 
 def embed_2d(features: torch.Tensor | np.ndarray, method: str = "tsne", seed: int = SEED) -> np.ndarray:
     """float64 coordinates (N, 2) of ``features`` (N, D) by ``method`` (``tsne`` or ``umap``), fixed by ``seed``."""
-    if method not in MAP_METHODS:
-        raise InputError(f"unknown map method {method!r}; use {' or '.join(MAP_METHODS)}")
+    require_method(method)
     x = features.detach().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
     if x.ndim != 2 or len(x) < 4:
         raise InputError(f"a 2-D map needs at least 4 feature vectors (N, D), got shape {x.shape}")

@@ -46,7 +46,7 @@ from sempairs.config import ConfigError, RunConfig, _describe, load_config, plai
 from sempairs.csvio import write_rows
 from sempairs.experiments.axes import AXES
 from sempairs.experiments.axes.pairs import PAIRS_AXIS
-from sempairs.experiments.embedding_maps import MAP_METHODS
+from sempairs.experiments.embedding_maps import MAP_METHODS, require_method
 from sempairs.experiments.evaluations import EVALUATORS
 from sempairs.experiments.generated import ADDED_SP_FILE, MINED_FILE, MiningSettings, mined_columns, write_added_sp, write_mined
 from sempairs.train import TrainingStopped, train
@@ -119,6 +119,11 @@ class ExperimentConfig(Strict):
             if not rule or unknown:
                 raise ValueError(f"skip rule {rule} must name axes of the grid ({', '.join(self.axes)}); unknown: {unknown}")
         return self
+
+    @field_validator("embedding_method")
+    @classmethod
+    def _map_package_installed(cls, method: str) -> str:
+        return require_method(method)  # before any training: a missing umap-learn fails here, not at the plots
 
     @field_validator("evaluations")
     @classmethod
