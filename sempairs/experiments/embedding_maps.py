@@ -1,8 +1,8 @@
 """2-D maps of feature vectors for the reports: t-SNE through openTSNE, or UMAP through umap-learn.
 
 ``tsne``: openTSNE's ``TSNE`` (Poličar et al., 2024) with its defaults (PCA initialisation,
-perplexity 30, early exaggeration 12 for 250 iterations then 500 iterations, learning rate
-N / 12, Barnes-Hut gradients below 10,000 points). ``umap``: umap-learn's ``UMAP`` with its
+perplexity 30, 250 early-exaggeration iterations then 500, learning rate N / exaggeration,
+Barnes-Hut gradients below 10,000 points). ``umap``: umap-learn's ``UMAP`` with its
 defaults (15 neighbours, min_dist 0.1), installed by the ``umap`` extra. Both run single-threaded
 under a fixed seed, so a map is the same at every call (docs/benchmarks.md compares their time
 and trustworthiness with the exact t-SNE they replace).
