@@ -19,3 +19,7 @@ class SempairsWarning(UserWarning):
 
 class InputError(SempairsError, ValueError):
     """A value the user gave (an option, an argument) that cannot be used; the message says what is allowed."""
+
+
+class MissingPackage(SempairsError, ImportError):
+    """A package that a chosen setting needs is not installed; the message gives the pip command."""

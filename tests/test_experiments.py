@@ -19,7 +19,7 @@ from sempairs.experiments import grid
 from sempairs.experiments.axes import AXES
 from sempairs.experiments.evaluations import EVALUATORS, Evaluator
 from sempairs.experiments.grid import ExperimentConfig, cell_dirname, cell_hash, expand, grid_rows, load_experiment, run_grid
-from sempairs.experiments.plots import balanced_subset, make_plots
+from sempairs.experiments.plots import balanced_subset, embedding_map, make_plots
 from sempairs.experiments.report import write_report
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -119,6 +119,11 @@ def test_grid_resumes_after_a_kill_and_writes_results_report_and_plots(tiny_cifa
     assert {(c["pairs"], c["epoch"], c["n"]) for c in curve} == {(arm, e, "2") for arm in ("ap", "sp") for e in ("1.0", "2.0")}
     tsne_map = read_csv(exp.directory / "plots" / "embedding_tsne.csv")
     assert {p["cell"] for p in tsne_map} == {cells[0].id, cells[2].id} and len(tsne_map) == 200
+    umap_png = embedding_map(exp.model_copy(update={"embedding_method": "umap"}), cells, rows, exp.directory / "plots")
+    umap_map = read_csv(umap_png.with_suffix(".csv"))  # a file per method: the t-SNE map stays
+    assert umap_png.name == "embedding_umap.png" and (exp.directory / "plots" / "embedding_tsne.png").exists()
+    assert [(p["cell"], p["image"]) for p in umap_map] == [(p["cell"], p["image"]) for p in tsne_map]
+    assert {"umap1", "umap2"} <= set(umap_map[0]) and "tsne1" in tsne_map[0]
 
     calls.clear()
     config = tmp_path / "grid.yaml"

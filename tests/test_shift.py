@@ -5,23 +5,29 @@ from __future__ import annotations
 
 import colorsys
 import csv
+import importlib.util
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from PIL import Image
 from typer.testing import CliRunner
 
+from bench.corruption_reference import DETERMINISTIC, SAME_PARAMETERS, change, package_corrupt
 from sempairs.cli import app
 from sempairs.config import ConfigError
+from sempairs.errors import MissingPackage
 from sempairs.data.sources import read_image_zip
 from sempairs.data.store import ImageStore
 from sempairs.eval import corruptions as corruptions_module
 from sempairs.trained.loading import LoadedBackbone
 from sempairs.eval.corruptions import (
     CORRUPTIONS,
+    FROST_FILES,
     RANDOM_CORRUPTIONS,
     STANDARD_CORRUPTIONS,
     corrupt,
@@ -104,6 +110,49 @@ def test_brightness_and_contrast_match_their_definitions(cifar):
         mean = x.mean(axis=(1, 2), keepdims=True)
         expected = np.uint8(np.clip((x - mean) * c + mean, 0, 1) * 255)
         assert np.abs(corrupt(images, "contrast", severity).astype(int) - expected).max() <= 1
+
+
+@pytest.mark.parametrize("name", ["brightness", "contrast", "zoom_blur", "gaussian_noise", "impulse_noise"])
+def test_corruptions_equal_imagecorruptions_where_its_parameters_are_cifar_10_c_s(cifar, name):
+    """The package's ImageNet-C tables share some parameters with CIFAR-10-C's: there the two definitions agree,
+    pixel for pixel within one 8-bit level, float32 vs float64 truncation, on < 10 % of the values (deterministic ones) or in their statistics (random ones)."""
+    images = cifar[:20] if name in DETERMINISTIC else cifar  # 100 images: the change's mean to within 2 %
+    for package_severity, severity in SAME_PARAMETERS[name].items():
+        theirs, ours = package_corrupt(images, name, package_severity), corrupt(images, name, severity)
+        if name in DETERMINISTIC:
+            diff = np.abs(theirs.astype(int) - ours)
+            assert diff.max() <= 1 and (diff > 0).mean() < 0.1, (severity, diff.max(), (diff > 0).mean())
+        else:
+            (t_mean, t_share), (o_mean, o_share) = change(images, theirs), change(images, ours)
+            assert o_mean == pytest.approx(t_mean, rel=0.06) and o_share == pytest.approx(t_share, abs=0.002)
+
+
+def test_frost_blends_crops_of_the_reference_photographs_read_offline(cifar, monkeypatch):
+    monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("frost went to the network"))
+    corruptions_module.frost_textures.cache_clear()
+    photos = []
+    for name in FROST_FILES:  # the reference's cv2.resize(fx=0.2): a 5x shrink takes pixel 5 i + 2
+        rgb = np.array(Image.open(corruptions_module.frost_directory() / name).convert("RGB"))
+        photos.append(rgb[2::5, 2::5][: round(rgb.shape[0] * 0.2), : round(rgb.shape[1] * 0.2)])
+    textures = corruptions_module.frost_textures(32)
+    assert all(np.array_equal((t * 255).round().permute(1, 2, 0).numpy(), p) for t, p in zip(textures, photos))
+    out = corrupt(np.zeros((8, 32, 32, 3), np.uint8), "frost", 1).astype(int)  # (a, b) = (1, .2): 0.2 F
+    for image in out:
+        found = False
+        for photo in photos:
+            windows = np.lib.stride_tricks.sliding_window_view(np.floor(0.2 * photo.astype(float)), (32, 32, 3))[:, :, 0]
+            corners = np.argwhere((np.abs(windows[:, :, 0, 0] - image[0, 0]) <= 1).all(-1))
+            found = found or any(np.abs(windows[r, c] - image).max() <= 1 for r, c in corners)
+        assert found, "each frosted image is 0.2 x a 32 x 32 crop of one of the five photographs"
+
+
+def test_frost_without_imagecorruptions_names_the_pip_command(cifar, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "imagecorruptions" else real(name, *a))
+    corruptions_module.frost_textures.cache_clear()
+    with pytest.raises(MissingPackage, match="pip install imagecorruptions"):
+        corrupt(cifar[:2], "frost", 1)
+    corruptions_module.frost_textures.cache_clear()
 
 
 def test_glass_blur_moves_each_pixel_from_an_up_left_neighbour(cifar):

@@ -29,7 +29,9 @@ snow                    a snow layer ``N(m, v^2)`` per pixel, centre-zoomed by z
                         its 180-degree rotation are added; (m, v, z, t, r, s, b) =
                         (.1,.2,1,.6,8,3,.95) (.1,.2,1,.5,10,4,.9) (.15,.3,1.75,.55,10,4,.9)
                         (.25,.3,2.25,.6,12,6,.85) (.3,.3,1.25,.65,14,12,.8)
-frost                   ``a x + b F`` with F a random crop of one of five frost textures;
+frost                   ``a x + b F`` with F a random crop of one of the reference's first five frost
+                        photographs (read from the ``imagecorruptions`` package's data, never
+                        downloaded), shrunk to 0.2 (OpenCV's bilinear resize, 8-bit);
                         (a, b) = (1,.2) (1,.3) (.9,.4) (.85,.4) (.75,.45)
 fog                     ``(x + c P) M / (M + c)``, P a plasma fractal (diamond-square, roughness
                         decay d) scaled to [0, 1], M the image's maximum; (c, d) = (.2,3) (.5,3)
@@ -68,12 +70,6 @@ its fine displacement grows, so its pixel difference falls with severity.
 
 Deviations from the reference, and why:
 
-* **frost**: the reference blends crops of five photographs of frost that it downloads. Here the
-  five textures are synthesised (seed-fixed, like fixed files): a smooth plasma-fractal haze plus
-  ice needles, line segments at random angles with side branches at +-60 degrees (the hexagonal
-  habit of ice), drawn with PIL and slightly blurred, tinted pale blue; each texture is 8 image
-  sides wide, so the crop shows a few crystals as a crop of the downscaled photographs does.
-  Accuracies under frost are therefore not comparable to published CIFAR-10-C numbers.
 * **motion blur** and snow's motion blur: the reference calls ImageMagick; here its
   ``MotionBlurImage`` kernel (see the table) is applied as a sum of shifted copies of the image.
 * **impulse noise**: scikit-image's current salt-and-pepper (each value replaced with
@@ -100,6 +96,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import io
 import math
 import zlib
@@ -109,13 +106,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from sempairs.data import cache
 from sempairs.data.store import ImageStore
+from sempairs.errors import MissingPackage
 
 # Bump when a corruption changes, so cached corrupted sets are rebuilt.
-VERSION = 1
+VERSION = 2  # 2: frost blends CIFAR-10-C's photographs (was: synthetic textures)
 SEVERITIES = (1, 2, 3, 4, 5)
 # Images corrupted at a time: bounds the memory of the float intermediates.
 CHUNK = 2048
@@ -289,36 +287,33 @@ def plasma_fractal(count: int, mapsize: int, decay: float, rng: np.random.Genera
     return m / m.max(axis=(1, 2), keepdims=True)
 
 
-FROST_TEXTURES, FROST_SEED = 5, 20190101
+FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg")  # the reference draws from these five
+FROST_SCALE = 0.2  # the reference shrinks the photographs by this for 32-px images
+
+
+def frost_directory() -> Path:
+    """The folder of CIFAR-10-C's frost photographs in the installed ``imagecorruptions`` package (not imported)."""
+    spec = importlib.util.find_spec("imagecorruptions")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingPackage("frost blends CIFAR-10-C's frost photographs, which the imagecorruptions package ships: "
+                          "pip install imagecorruptions (a sempairs dependency)")
+    return Path(spec.submodule_search_locations[0]) / "frost"
 
 
 @functools.lru_cache(maxsize=4)
-def frost_textures(side: int) -> torch.Tensor:
-    """Five synthetic frost textures (5, 3, 8 side, 8 side) in [0, 1], the same every call (see the module doc)."""
-    rng = np.random.default_rng(FROST_SEED)
-    size = 8 * side
-    haze = plasma_fractal(FROST_TEXTURES, 1 << (size - 1).bit_length(), 2.0, rng)[:, :size, :size]
+def frost_textures(side: int) -> tuple[torch.Tensor, ...]:
+    """The five frost photographs (3, H, W) in [0, 1], shrunk by ``FROST_SCALE * side / 32`` as OpenCV's
+    ``resize`` (bilinear, no antialiasing) does and stored as 8 bits, as the reference reads them."""
     textures = []
-    for k in range(FROST_TEXTURES):
-        canvas = Image.new("L", (size, size))
-        draw = ImageDraw.Draw(canvas)
-        for _ in range(size * size // 80):  # needles
-            x, y = rng.uniform(0, size, 2)
-            angle = rng.uniform(0, 2 * np.pi)
-            length = rng.exponential(size / 12)
-            shade = int(rng.uniform(120, 255))
-            end = (x + length * np.cos(angle), y + length * np.sin(angle))
-            draw.line([(x, y), end], fill=shade, width=1)
-            for t in rng.uniform(0.2, 0.9, int(length // 6)):  # side branches at +-60 degrees
-                bx, by = x + t * length * np.cos(angle), y + t * length * np.sin(angle)
-                side_angle = angle + rng.choice([-1, 1]) * np.pi / 3
-                bl = (1 - t) * length * rng.uniform(0.2, 0.5)
-                draw.line([(bx, by), (bx + bl * np.cos(side_angle), by + bl * np.sin(side_angle))],
-                          fill=int(shade * 0.8), width=1)
-        needles = _gaussian_blur(torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255)[None, None], 0.6)[0, 0]
-        grey = (0.2 + 0.4 * torch.from_numpy(haze[k]).float() + 0.8 * needles).clamp(0, 1)
-        textures.append(grey[None] * torch.tensor([0.82, 0.9, 1.0]).view(3, 1, 1))
-    return torch.stack(textures)
+    for name in FROST_FILES:
+        path = frost_directory() / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: reinstall imagecorruptions (pip install --force-reinstall imagecorruptions)")
+        photo = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)[None].float()
+        small = F.interpolate(photo, scale_factor=FROST_SCALE * side / 32, mode="bilinear", align_corners=False,
+                              recompute_scale_factor=False)
+        textures.append(small[0].round().clamp(0, 255) / 255)
+    return tuple(textures)
 
 
 # ----------------------------------------------------------------------------- the corruptions
@@ -411,14 +406,14 @@ def snow(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndar
 
 
 def frost(images: np.ndarray, severity: int, rng: np.random.Generator) -> np.ndarray:
-    """Blend with a random crop of a (synthetic) frost texture."""
+    """Blend with a random crop of one of CIFAR-10-C's five frost photographs."""
     a, b = _table(severity, [(1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)])
     n, h, w, _ = images.shape
-    textures = frost_textures(max(h, w))
-    size = textures.shape[-1]
-    pick = rng.integers(FROST_TEXTURES, size=n)
-    top, left = rng.integers(0, size - h, size=n), rng.integers(0, size - w, size=n)
-    crops = torch.stack([textures[k, :, t : t + h, q : q + w] for k, t, q in zip(pick, top, left)])
+    textures = frost_textures(min(h, w))
+    pick = rng.integers(len(textures), size=n)
+    tops = rng.integers(0, [textures[k].shape[1] - h for k in pick])
+    lefts = rng.integers(0, [textures[k].shape[2] - w for k in pick])
+    crops = torch.stack([textures[k][:, t : t + h, q : q + w] for k, t, q in zip(pick, tops, lefts)])
     return _uint8(a * _float(images) + b * crops)
 
 

@@ -40,7 +40,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import yaml
@@ -53,6 +53,7 @@ from sempairs.config import (ConfigError, Layer, RunConfig, _describe, load_laye
 from sempairs.csvio import read_rows, write_rows
 from sempairs.experiments.axes import AXES
 from sempairs.experiments.axes.pairs import PAIRS_AXIS, mined_threshold
+from sempairs.experiments.embedding_maps import MAP_METHODS, require_method
 from sempairs.experiments.evaluations import EVALUATORS
 from sempairs.experiments.evaluations.base import current_columns, current_name
 from sempairs.experiments.generated import ADDED_SP_FILE, MINED_FILE, MiningSettings, mined_columns, write_added_sp, write_mined
@@ -80,8 +81,9 @@ class ExperimentConfig(Strict):
 
     ``arms``: named settings that vary together, crossed with the axes (see the module doc).
     ``seed_axis`` is the axis that repeats a setting (reports average over it). ``embedding``
-    lists the cells whose test features get a 2-D t-SNE map (None: the first cell of each ``pairs``
-    value, or the first cell; ``[]``: no map). ``skip``: partial cells (axis -> value) left out.
+    lists the cells whose test features get a 2-D map (None: the first cell of each ``pairs``
+    value, or the first cell; ``[]``: no map), drawn by ``embedding_method``: ``tsne`` (openTSNE) or
+    ``umap`` (umap-learn, the ``umap`` extra). ``skip``: partial cells (axis -> value) left out.
     ``mining``: how ``+mined`` cells mine their pairs.
     """
 
@@ -94,6 +96,7 @@ class ExperimentConfig(Strict):
     seed_axis: str = "train.seed"
     evaluations: list[str] = ["knn"]
     embedding: list[str] | None = None
+    embedding_method: Literal[MAP_METHODS] = "tsne"
     skip: list[dict[str, Any]] = []
     mining: MiningSettings = MiningSettings()
 
@@ -142,6 +145,11 @@ class ExperimentConfig(Strict):
             if not rule or unknown:
                 raise ValueError(f"skip rule {rule} must name axes of the grid ({', '.join(self.columns)}); unknown: {unknown}")
         return self
+
+    @field_validator("embedding_method")
+    @classmethod
+    def _map_package_installed(cls, method: str) -> str:
+        return require_method(method)  # before any training: a missing umap-learn fails here, not at the plots
 
     @field_validator("evaluations")
     @classmethod

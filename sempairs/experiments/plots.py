@@ -11,8 +11,9 @@
 - ``transforms``: every metric per augmentation preset (``transforms`` axis), change vs the first preset.
 - ``accuracy_vs_epoch``: metrics measured during training (``knn.every``, the run's ``history.csv``) and after it.
 - ``accuracy_vs_pairs_per_class``: metrics over the ``pairs.per_class`` axis.
-- ``embedding_tsne``: t-SNE maps (:mod:`sempairs.experiments.tsne`) of the test-split backbone
-  features of chosen runs, on a class-balanced subset of at most ``MAP_POINTS`` images, coloured by class.
+- ``embedding_tsne`` / ``embedding_umap``: t-SNE or UMAP maps (the grid's ``embedding_method``,
+  :mod:`sempairs.experiments.embedding_maps`) of the test-split backbone features of chosen runs,
+  on a class-balanced subset of at most ``MAP_POINTS`` images, coloured by class.
 - ``pairs_<file>.calibration``: for each pair file of a ``mined:``/``curated:`` term of the
   ``pairs`` axis, precision vs similarity score and threshold (:mod:`sempairs.pairs.report`).
 
@@ -44,7 +45,7 @@ from sempairs.experiments.axes.transforms import TRANSFORMS_AXIS
 from sempairs.experiments.comparison import differences, per_seed, shown_metrics
 from sempairs.experiments.evidence import DIFFERENCE, NOISE_FACTOR
 from sempairs.experiments.grid import ARM, Cell, ExperimentConfig, expand, format_value, grid_rows
-from sempairs.experiments.tsne import tsne
+from sempairs.experiments.embedding_maps import METHOD_NAMES, METHOD_SETTINGS, embed_2d
 from sempairs.experiments.report import Stats, finished, seed_count, stats_of, summarise
 from sempairs.trained.loading import load_backbone
 from sempairs.train.data import load_split
@@ -52,7 +53,7 @@ from sempairs.train.loop import HISTORY
 
 EPOCHS_AXIS, PER_CLASS_AXIS = "train.epochs", "pairs.per_class"
 PANELS_PER_ROW = 3
-MAP_POINTS = 2000  # images per t-SNE map: exact t-SNE is O(N^2) per iteration
+MAP_POINTS = 2000  # images per map
 
 
 def _label(keys: Sequence[str], values: Sequence[str], sep: str = ", ") -> str:
@@ -398,11 +399,13 @@ def embedding_cells(exp: ExperimentConfig, cells: Sequence[Cell], rows) -> list[
 
 
 def embedding_map(exp: ExperimentConfig, cells: Sequence[Cell], rows, out_dir: Path) -> Path | None:
-    """t-SNE maps of the test-split backbone features of the chosen runs, coloured by class."""
+    """2-D maps (``exp.embedding_method``) of the test-split backbone features of the chosen runs, coloured by class."""
     chosen = [c for c in embedding_cells(exp, cells, rows) if c.config.data.test_split]
     if not chosen:
         return None
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    method = exp.embedding_method
+    title = METHOD_NAMES[method]
     fig, axes = _figure(len(chosen), height=4.8)
     table = []
     for ax, cell in zip(axes, chosen):
@@ -412,21 +415,21 @@ def embedding_map(exp: ExperimentConfig, cells: Sequence[Cell], rows, out_dir: P
         store = store.subset(balanced_subset(store.labels, MAP_POINTS))
         feats = extract_features(loaded.module.to(device), store.tensor(), loaded.size, loaded.mean, loaded.std,
                                  batch_size=cfg.features.batch_size)
-        xy = tsne(feats).cpu().numpy()
+        xy = embed_2d(feats, method)
         n = len(store.class_names)
         colours = colormaps["tab10"] if n <= 10 else colormaps["turbo"].resampled(n)
         for k, name in enumerate(store.class_names):
             pick = store.labels == k
             ax.scatter(xy[pick, 0], xy[pick, 1], s=6, alpha=0.7, color=colours(k), label=name)
-        ax.set(xlabel="t-SNE 1", ylabel="t-SNE 2", xticks=[], yticks=[])
+        ax.set(xlabel=f"{title} 1", ylabel=f"{title} 2", xticks=[], yticks=[])
         ax.set_title(textwrap.fill(cell.id, 45), fontsize=9)
-        table += [{"cell": cell.id, "image": image_id, "tsne1": x, "tsne2": y, "label": int(lab), "class": store.class_names[lab]}
+        table += [{"cell": cell.id, "image": image_id, f"{method}1": x, f"{method}2": y, "label": int(lab), "class": store.class_names[lab]}
                   for image_id, (x, y), lab in zip(store.ids, xy.tolist(), store.labels)]
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, title="class", loc="outside right upper", markerscale=2.5)
-    fig.suptitle(f"t-SNE (perplexity 30) of backbone features: {Path(cfg.data.dataset).name} split "
+    fig.suptitle(f"{title} ({METHOD_SETTINGS[method]}) of backbone features: {Path(cfg.data.dataset).name} split "
                  f"{cfg.data.test_split}, {len(store)} images (class-balanced)", fontsize=10)
-    return save_plot(fig, table, out_dir, "embedding_tsne")
+    return save_plot(fig, table, out_dir, f"embedding_{method}")
 
 
 def pair_file_calibrations(exp: ExperimentConfig, out_dir: Path) -> list[Path]:
