@@ -345,7 +345,8 @@ def _run_epoch(run: _Run, epoch: int, bar: TrainProgress) -> dict:
     position, run.position = run.position, None
     start = position["step"] if position else 0
     if position:
-        gen.set_state(position["generators"][fabric.global_rank])
+        gen.set_state(position["generators"][fabric.global_rank].clone())  # its own storage: set_state of a row (a view
+        # at an offset) crashed torch 2.x
         sums = {name: value[fabric.global_rank].to(fabric.device) for name, value in position["sums"].items()}
         loss_sum = sums.pop("loss")
         if run.probe:
