@@ -198,23 +198,26 @@ def test_an_error_in_process_zero_alone_ends_the_other_process_and_is_reported_o
 
 
 # started by Python in every process (PYTHONPATH): in process 1 alone (LOCAL_RANK=1, set by Lightning's launcher for
-# the process it starts), the first step of epoch 2 raises, while process 0 goes on and waits for it in the all-reduce
-FAIL_IN_PROCESS_ONE = """
+# the process it starts), ACTION runs in its 3rd optimiser step
+IN_PROCESS_ONE = """
 import os
 if os.environ.get("LOCAL_RANK") == "1":
+    import signal
     from sempairs.errors import InputError
     from sempairs.train import loop
 
     original, calls = loop.optimizer_step, []
 
-    def failing_step(*args, **kwargs):
+    def step(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
-            raise InputError("injected failure in process 1")
+            ACTION
         return original(*args, **kwargs)
 
-    loop.optimizer_step = failing_step
+    loop.optimizer_step = step
 """
+# the first step of epoch 2 raises in process 1, while process 0 goes on and waits for it in the all-reduce
+FAIL_IN_PROCESS_ONE = IN_PROCESS_ONE.replace("ACTION", 'raise InputError("injected failure in process 1")')
 
 
 def _live_processes(group: int) -> list[str]:
@@ -294,24 +297,8 @@ def test_two_processes_on_an_empty_cache_decode_the_dataset_once_and_leave_whole
             assert cache.load_store(meta.stem) is not None  # size and checksum match
 
 
-# started by Python in every process (PYTHONPATH): process 1 alone (LOCAL_RANK=1) receives SIGUSR1 while it runs its
-# 3rd step (step 3 of 4 of epoch 1); process 0 does not, and must stop after the same step
-SIGNAL_PROCESS_ONE = """
-import os
-import signal
-if os.environ.get("LOCAL_RANK") == "1":
-    from sempairs.train import loop
-
-    original, calls = loop.optimizer_step, []
-
-    def signalled_step(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            os.kill(os.getpid(), signal.SIGUSR1)
-        return original(*args, **kwargs)
-
-    loop.optimizer_step = signalled_step
-"""
+# process 1 alone receives SIGUSR1 while it runs its 3rd step; process 0 does not, and must stop after the same step
+SIGNAL_PROCESS_ONE = IN_PROCESS_ONE.replace("ACTION", "os.kill(os.getpid(), signal.SIGUSR1)")
 
 
 def test_a_two_process_run_preempted_on_one_process_stops_both_and_resumes_auto_bit_for_bit(tiny_cifar_zip, tmp_path):
