@@ -131,6 +131,10 @@ class TrainSettings(Strict):
     linear classifier on the detached features alongside pretraining and log its test top-1 each
     epoch (``online_linear_top1``; needs labelled training images and a labelled test split; see
     ``sempairs.train.probe``).
+
+    ``resume``: continue the run from its folder's ``last.ckpt`` when there is one, else start it
+    (``auto``, or true, as ``--resume``); false refuses a folder that holds a checkpoint. A command
+    that a scheduler may run again after a preemption uses ``auto`` (see ``sempairs.train.preemption``).
     """
 
     epochs: int = Field(100, gt=0)
@@ -151,6 +155,7 @@ class TrainSettings(Strict):
     sync_batchnorm: bool | None = None
     loggers: list[Literal["csv", "tensorboard", "wandb", "mlflow"]] = ["csv"]
     online_probe: bool = False
+    resume: Literal["auto"] | bool = False
 
     @field_validator("loggers")
     @classmethod

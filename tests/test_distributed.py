@@ -198,23 +198,26 @@ def test_an_error_in_process_zero_alone_ends_the_other_process_and_is_reported_o
 
 
 # started by Python in every process (PYTHONPATH): in process 1 alone (LOCAL_RANK=1, set by Lightning's launcher for
-# the process it starts), the first step of epoch 2 raises, while process 0 goes on and waits for it in the all-reduce
-FAIL_IN_PROCESS_ONE = """
+# the process it starts), ACTION runs in its 3rd optimiser step
+IN_PROCESS_ONE = """
 import os
 if os.environ.get("LOCAL_RANK") == "1":
+    import signal
     from sempairs.errors import InputError
     from sempairs.train import loop
 
     original, calls = loop.optimizer_step, []
 
-    def failing_step(*args, **kwargs):
+    def step(*args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
-            raise InputError("injected failure in process 1")
+            ACTION
         return original(*args, **kwargs)
 
-    loop.optimizer_step = failing_step
+    loop.optimizer_step = step
 """
+# the first step of epoch 2 raises in process 1, while process 0 goes on and waits for it in the all-reduce
+FAIL_IN_PROCESS_ONE = IN_PROCESS_ONE.replace("ACTION", 'raise InputError("injected failure in process 1")')
 
 
 def _live_processes(group: int) -> list[str]:
@@ -292,3 +295,39 @@ def test_two_processes_on_an_empty_cache_decode_the_dataset_once_and_leave_whole
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert cache.load_store(meta.stem) is not None  # size and checksum match
+
+
+# process 1 alone receives SIGUSR1 while it runs its 3rd step; process 0 does not, and must stop after the same step
+SIGNAL_PROCESS_ONE = IN_PROCESS_ONE.replace("ACTION", "os.kill(os.getpid(), signal.SIGUSR1)")
+
+
+def test_a_two_process_run_preempted_on_one_process_stops_both_and_resumes_auto_bit_for_bit(tiny_cifar_zip, tmp_path):
+    from sempairs.trained.checkpoint import read_checkpoint
+
+    def launch(name: str, *extra: str, **env: str) -> tuple[int, str]:  # 40 pairs, batch 10: 2 epochs of 4 steps
+        log = tmp_path / f"{name}-{len(list(tmp_path.glob('*.log')))}.log"
+        proc = _start([sys.executable, *_train_args(tiny_cifar_zip, tmp_path, name, "train.devices=2", "train.batch_size=10",
+                                                    "train.epochs=2", *extra)], log, **env)
+        return _finish(proc, logs=[log])[0], log.read_text()
+
+    code, output = launch("whole", "--resume", "auto")  # an empty folder: --resume auto starts
+    assert code == 0, output[-3000:]
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SIGNAL_PROCESS_ONE)
+    code, output = launch("cut", PYTHONPATH=f"{hook}{os.pathsep}{HERE.parent}")
+    assert code == 75, output[-3000:]
+    assert output.count("preempted by") == 1 and "--resume auto" in output, output[-3000:]  # reported once, by process 0
+    run = tmp_path / "cut"
+    assert sorted(p.name for p in run.glob("*.ckpt")) == ["last.ckpt"]
+    saved = read_checkpoint(run / "last.ckpt")
+    assert saved["preempted"] and (saved["epoch"], saved["step"], saved["position"]["step"]) == (0, 3, 3)
+    assert saved["position"]["generators"].shape[0] == 2  # each process's augmentation generator
+    code, output = launch("cut", "--resume", "auto")
+    assert code == 0, output[-3000:]
+    assert f"resuming {run} after epoch 0, step 3 of epoch 1" in output
+    assert [r["loss"] for r in _history(run)] == [r["loss"] for r in _history(tmp_path / "whole")]
+    a, _ = load_method(tmp_path / "whole")
+    b, _ = load_method(run)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), f"{name}: the preempted and resumed run differs from the uninterrupted one"

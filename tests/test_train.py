@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 
 import pytest
 import torch
@@ -211,3 +212,58 @@ def test_cpu_bf16_training_is_deterministic_where_plain_onednn_is_not():
                   ["data.size=32", "backbone.name=vit_tiny", "backbone.patch_size=4"]):
         cfg = load_config(None, ["train.accelerator=cpu", *extra])
         assert resolve_precision(cfg) == ("bf16-mixed" if cpu_computes_bf16() else "32-true")
+
+
+def test_a_preempted_run_checkpoints_mid_epoch_exits_75_and_resumes_auto_bit_for_bit(tiny_cifar_zip, tmp_path, monkeypatch):
+    import signal
+
+    from typer.testing import CliRunner
+
+    from sempairs.cli import app
+    from sempairs.train import loop
+    from sempairs.trained.checkpoint import read_checkpoint
+
+    def command(name, *extra):  # 200 pairs, batch 20: 2 epochs of 10 steps, each logged
+        return ["train", f"data.dataset={tiny_cifar_zip}", "data.size=16", f"out_dir={tmp_path}", f"name={name}",
+                "backbone.small_stem=false", "train.batch_size=20", "train.epochs=2", "train.log_every=1",
+                "optim.warmup_epochs=0", "optim.lr=0.6", "knn.k=10", *extra]
+
+    def step_losses(run):
+        rows = [r for log in sorted(run.glob("logs/**/metrics.csv")) for r in csv.DictReader(open(log))]
+        return {int(r["step"]): r["loss"] for r in rows if r.get("loss")}
+
+    runner = CliRunner()
+    whole = runner.invoke(app, [*command("whole"), "--resume", "auto"])  # an empty folder: --resume auto starts
+    assert whole.exit_code == 0, whole.output
+    assert "resuming" not in whole.output
+
+    original, calls = loop.optimizer_step, []
+
+    def signalled_in_step_13(*args, **kwargs):  # step 3 of epoch 2: the signal comes while the step runs
+        calls.append(1)
+        if len(calls) == 13:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "optimizer_step", signalled_in_step_13)
+    stopped = runner.invoke(app, command("cut"))
+    assert stopped.exit_code == 75, stopped.output
+    assert "preempted by SIGUSR1" in stopped.output and "--resume auto" in stopped.output
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # the previous handler is back
+    run = tmp_path / "cut"
+    assert sorted(p.name for p in run.glob("*.ckpt")) == ["last.ckpt"]  # one checkpoint
+    saved = read_checkpoint(run / "last.ckpt")
+    assert saved["preempted"] and (saved["epoch"], saved["step"], saved["position"]["step"]) == (1, 13, 3)
+    monkeypatch.setattr(loop, "optimizer_step", original)
+
+    resumed = runner.invoke(app, [*command("cut"), "--resume", "auto"])
+    assert resumed.exit_code == 0, resumed.output
+    assert f"resuming {run} after epoch 1, step 3 of epoch 2" in resumed.output
+    assert [r["loss"] for r in csv.DictReader(open(run / "history.csv"))] == \
+        [r["loss"] for r in csv.DictReader(open(tmp_path / "whole" / "history.csv"))]
+    assert step_losses(run) == step_losses(tmp_path / "whole") and len(step_losses(run)) == 20
+    a, _ = load_method(tmp_path / "whole")
+    b, _ = load_method(run)
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(x, y), name
+    assert not read_checkpoint(run / "last.ckpt")["preempted"]

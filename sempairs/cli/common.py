@@ -4,7 +4,7 @@ Errors: a command lets the project's own errors (:class:`sempairs.errors.Sempair
 OS errors users meet (permission denied, disk full, a folder or a missing file where a file is
 needed, and those in :data:`OS_FIXES`: a read-only file system, a name too long, ...) rise;
 :class:`ErrorReportingGroup` prints each as one line naming the file and the fix and exits
-with status 2. Any other exception is a bug and keeps its traceback (a ValueError, and a
+with status 2 (a preempted training run: 75, its ``exit_status``). Any other exception is a bug and keeps its traceback (a ValueError, and a
 UnicodeDecodeError too: code that reads a user's text file turns a bad one into its own error,
 naming the file). Messages are never hard-wrapped (``soft_wrap``), so they read and grep the same
 at any terminal width.
@@ -42,10 +42,10 @@ OS_FIXES = {
 }
 
 
-def fail(message: str) -> None:
-    """Print ``message`` as an error and exit with status 2."""
+def fail(message: str, status: int = 2) -> None:
+    """Print ``message`` as an error and exit with ``status``."""
     error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(2)
+    raise typer.Exit(status)
 
 
 def user_message(exc: BaseException) -> str | None:
@@ -88,7 +88,7 @@ class ErrorReportingGroup(TyperGroup):
                 message = user_message(exc)
                 if message is None:
                     raise
-                fail(message)
+                fail(message, getattr(exc, "exit_status", 2))  # a preempted run: PREEMPTED_STATUS
 
 
 def _overwrites(out: Path, item: Path) -> str | None:

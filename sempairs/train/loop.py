@@ -7,7 +7,10 @@ pinned host memory, or read ahead from a memory-mapped store by DataLoader worke
 seeded by (seed, epoch, rank); with ``augment.local_crops`` also the multi-crop local views), and
 minimises the method's loss. Because every random choice is derived from the seed and the
 epoch, a run resumed from the checkpoint written at the end of an epoch continues exactly as the
-uninterrupted run would have.
+uninterrupted run would have. A run preempted mid-epoch (SIGUSR1/SIGTERM, ``sempairs.train.preemption``)
+writes a checkpoint whose ``position`` also holds the steps done in the epoch, each process's
+augmentation generator state and its partial sums of the epoch's metrics; the resumed run skips
+those steps of the epoch's pair order and continues exactly as well.
 
 A run directory holds ``config.yaml``, ``pairs.csv``, ``last.ckpt`` (+ ``epoch_NNNN.ckpt`` every
 ``train.checkpoint_every`` epochs), ``history.csv`` (the metrics of every epoch, rewritten from
@@ -47,6 +50,7 @@ from sempairs.trained.loading import build_method
 from sempairs.train.data import RunData, load_run_data
 from sempairs.train.distributed import agree, convert_sync_batchnorm, end_launched_processes
 from sempairs.train.optim import Schedule, build_optimizer, clip_gradients
+from sempairs.train.preemption import Preempted, PreemptionSignals
 from sempairs.train.probe import OnlineProbe
 from sempairs.train.progress import TrainProgress
 from sempairs.train.rundir import RunExists, check_resume, check_same_pairs, write_records
@@ -192,37 +196,45 @@ def optimizer_step(fabric: Fabric, model, optimizer, *views: torch.Tensor, epoch
 
 def train(
     cfg: RunConfig,
-    resume: bool = False,
+    resume: bool | str | None = None,
     callbacks: Sequence[Callable[[int, dict], None]] = (),
     progress: bool = True,
 ) -> TrainResult:
-    """Pretrain as ``cfg`` says; with ``resume`` continue from the run directory's last checkpoint.
+    """Pretrain as ``cfg`` says; with ``resume`` (True or ``"auto"``; None: ``train.resume``) continue from the
+    run directory's last checkpoint when it has one, else start.
 
     ``callbacks`` are called as ``cb(epoch, metrics)`` after each epoch's checkpoint is written.
     With several processes every one of them calls ``train`` (Lightning's launcher, torchrun or
     srun start them); an error in one ends them all (see ``sempairs.train.distributed``).
+    SIGUSR1 or SIGTERM make every process stop after the same step, with one checkpoint of where
+    it was, and raise :class:`Preempted` (see ``sempairs.train.preemption``).
     """
     run_dir = cfg.run_dir
     last = run_dir / LAST
+    resume = bool(cfg.train.resume if resume is None else resume) and last.exists()
     if last.exists() and not resume:
         raise RunExists(f"{run_dir} already holds a checkpoint: pass --resume to continue it, or choose another name")
-    if resume and last.exists():
+    if resume:
         check_resume(cfg)  # before anything is written
-    fabric = _make_fabric(cfg, run_dir, resuming=resume and last.exists())
+    fabric = _make_fabric(cfg, run_dir, resuming=resume)
     if cfg.train.batch_size % fabric.world_size:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be divisible by the {fabric.world_size} processes")
     run_dir.mkdir(parents=True, exist_ok=True)
-    fabric.launch()
-    try:
-        with run_lock(run_dir, take=fabric.is_global_zero, agree=fabric.broadcast):
-            return _train(fabric, cfg, resume, callbacks, progress)
-    except TrainingStopped:
-        raise  # every process stops at the same step: none is left waiting
-    except BaseException:
-        failed = end_launched_processes(fabric)  # they would wait for this process in their next collective
-        if failed:  # a launched process failed first and reported its error: this one's is only its echo
-            raise SystemExit(failed if failed > 0 else 1) from None
-        raise
+    with PreemptionSignals() as signals:
+        fabric.launch()
+        try:
+            with run_lock(run_dir, take=fabric.is_global_zero, agree=fabric.broadcast):
+                return _train(fabric, cfg, resume, callbacks, progress, signals)
+        except TrainingStopped:
+            raise  # every process stops at the same step: none is left waiting
+        except Preempted:
+            end_launched_processes(fabric, grace_s=60.0)  # they stop too; their status is no failure to watch for
+            raise
+        except BaseException:
+            failed = end_launched_processes(fabric)  # they would wait for this process in their next collective
+            if failed:  # a launched process failed first and reported its error: this one's is only its echo
+                raise SystemExit(failed if failed > 0 else 1) from None
+            raise
 
 
 @dataclass
@@ -238,17 +250,21 @@ class _Run:
     schedule: Schedule
     batches: PairBatches
     steps_per_epoch: int
+    signals: PreemptionSignals
     probe: OnlineProbe | None = None
     history: list[dict] = field(default_factory=list)
     first_loss: float | None = None
     start_epoch: int = 0
+    position: dict | None = None  # where a preempted attempt stopped within epoch ``start_epoch`` (see _preempt)
+    stop: bool = False  # the processes agreed to stop for a preemption signal
 
 
-def _train(fabric: Fabric, cfg: RunConfig, resume: bool, callbacks, progress: bool) -> TrainResult:
-    run = _prepare(fabric, cfg, resume)
+def _train(fabric: Fabric, cfg: RunConfig, resume: bool, callbacks, progress: bool, signals: PreemptionSignals) -> TrainResult:
+    run = _prepare(fabric, cfg, resume, signals)
     if fabric.is_global_zero:
-        start_trackers(fabric.loggers, cfg, resuming=run.start_epoch > 0)
-    bar = TrainProgress(cfg.train.epochs, run.steps_per_epoch, run.start_epoch, enabled=progress and fabric.is_global_zero)
+        start_trackers(fabric.loggers, cfg, resuming=run.start_epoch > 0 or run.position is not None)
+    bar = TrainProgress(cfg.train.epochs, run.steps_per_epoch, run.start_epoch, enabled=progress and fabric.is_global_zero,
+                        start_step=run.position["step"] if run.position else 0)
     try:
         with bar:
             for epoch in range(run.start_epoch, cfg.train.epochs):
@@ -257,6 +273,8 @@ def _train(fabric: Fabric, cfg: RunConfig, resume: bool, callbacks, progress: bo
                 bar.epoch_done(metrics)
                 for callback in callbacks:
                     callback(epoch, metrics)
+                if run.stop:  # agreed in the epoch's last step: its checkpoint is the one to resume from
+                    raise _preempted(run, f"after epoch {epoch + 1}")
         result = _finish(run)
     except BaseException:
         close_trackers(fabric.loggers, ok=False)
@@ -265,7 +283,7 @@ def _train(fabric: Fabric, cfg: RunConfig, resume: bool, callbacks, progress: bo
     return result
 
 
-def _prepare(fabric: Fabric, cfg: RunConfig, resume: bool) -> _Run:
+def _prepare(fabric: Fabric, cfg: RunConfig, resume: bool, signals: PreemptionSignals) -> _Run:
     """Seed, load the data and pairs (checked against a run being resumed), build the model and the batches."""
     run_dir, last = cfg.run_dir, cfg.run_dir / LAST
     fabric.seed_everything(cfg.train.seed, verbose=False)
@@ -287,13 +305,18 @@ def _prepare(fabric: Fabric, cfg: RunConfig, resume: bool) -> _Run:
                           f"{data.train.source} has none: turn the variant off")
     batches = PairBatches(data.train.images, data.pairs, cfg.augment, fabric.device, on_device=cfg.train.data_on_device,
                           channels_last=cfg.train.channels_last, loader_workers=cfg.train.workers)
-    run = _Run(fabric, cfg, data, method, model, optimizer, schedule, batches, steps_per_epoch)
+    run = _Run(fabric, cfg, data, method, model, optimizer, schedule, batches, steps_per_epoch, signals)
     if cfg.train.online_probe:
         run.probe = _online_probe(fabric, cfg, data, method)
     if resume and last.exists():
         rest = fabric.load(last, {"model": model, "optimizer": optimizer, **(run.probe.state if run.probe else {})})
         run.start_epoch, run.history, run.first_loss = rest["epoch"], rest["history"], rest.get("first_loss")
-        fabric.print(f"resuming {run_dir} after epoch {run.start_epoch}")
+        run.position = rest.get("position")
+        if run.position and run.position["world_size"] != fabric.world_size:
+            raise ConfigError(f"{last} was preempted mid-epoch with {run.position['world_size']} processes; resume it with "
+                              f"as many (now {fabric.world_size}): the processes' shares of the epoch differ")
+        within = f", step {run.position['step']} of epoch {run.start_epoch + 1}" if run.position else ""
+        fabric.print(f"resuming {run_dir} after epoch {run.start_epoch}{within}")
     return run
 
 
@@ -307,7 +330,11 @@ def _online_probe(fabric: Fabric, cfg: RunConfig, data: RunData, method: Method)
 
 
 def _run_epoch(run: _Run, epoch: int, bar: TrainProgress) -> dict:
-    """The steps of one epoch (pair order and augmentation seeded by seed, epoch and rank); its metrics."""
+    """The steps of one epoch (pair order and augmentation seeded by seed, epoch and rank); its metrics.
+
+    After a preempted attempt (``run.position``) the epoch starts at the step it stopped before, with
+    the generator state and partial sums it had there.
+    """
     fabric, cfg, batch, world = run.fabric, run.cfg, run.cfg.train.batch_size, run.fabric.world_size
     order = torch.randperm(len(run.data.pairs), generator=torch.Generator().manual_seed(cfg.train.seed * 100_003 + epoch))
     order = order[: run.steps_per_epoch * batch].view(run.steps_per_epoch, batch)[:, fabric.global_rank :: world]
@@ -316,9 +343,19 @@ def _run_epoch(run: _Run, epoch: int, bar: TrainProgress) -> dict:
     run.model.train()
     loss_sum = torch.zeros((), device=fabric.device)
     term_sums: dict[str, torch.Tensor] = {}
+    position, run.position = run.position, None
+    start = position["step"] if position else 0
+    if position:
+        gen.set_state(position["generators"][fabric.global_rank].clone())  # its own storage: set_state of a row (a view
+        # at an offset) crashed torch 2.x
+        sums = {name: value[fabric.global_rank].to(fabric.device) for name, value in position["sums"].items()}
+        loss_sum = sums.pop("loss")
+        if run.probe:
+            run.probe.loss_sum, run.probe.steps = sums.pop("probe"), start
+        term_sums = sums
     spread, loss_now = float("nan"), float("nan")
     started = time.perf_counter()
-    for i, views in enumerate(run.batches.epoch(order, gen)):
+    for i, views in enumerate(run.batches.epoch(order[start:], gen), start=start):
         step = epoch * run.steps_per_epoch + i
         lr = run.schedule.apply(run.optimizer, step)
         labels = run.batches.view_labels(run.data.train.labels, order[i]) if run.method.uses_labels else None
@@ -331,8 +368,10 @@ def _run_epoch(run: _Run, epoch: int, bar: TrainProgress) -> dict:
         for name, term in out.logs.items():
             term_sums[name] = term_sums.get(name, 0.0) + term.detach().double()
         if i % cfg.train.log_every == 0 or i == run.steps_per_epoch - 1:
-            loss_now, spread = _log_step(run, out, epoch, step, lr)
+            loss_now, spread, run.stop = _log_step(run, out, epoch, step, lr)
         bar.step(epoch, loss_now, lr)
+        if run.stop and i + 1 < run.steps_per_epoch:
+            _preempt(run, epoch, i + 1, gen, {"loss": loss_sum, **term_sums})
     seconds = time.perf_counter() - started
 
     def mean(total: torch.Tensor) -> float:  # over the epoch's steps and the processes
@@ -340,18 +379,55 @@ def _run_epoch(run: _Run, epoch: int, bar: TrainProgress) -> dict:
 
     return {"epoch": epoch + 1, "loss": mean(loss_sum), "lr": lr, "embedding_spread": spread,
             **{name: mean(total) for name, total in term_sums.items()},
-            "images_per_s": run.steps_per_epoch * batch / seconds, "seconds": seconds}
+            "images_per_s": (run.steps_per_epoch - start) * batch / seconds, "seconds": seconds}
 
 
-def _log_step(run: _Run, out: StepOutput, epoch: int, step: int, lr: float) -> tuple[float, float]:
-    """Agree on the step's loss, feature spread and loss terms in every process; stop if broken; log them."""
+def _log_step(run: _Run, out: StepOutput, epoch: int, step: int, lr: float) -> tuple[float, float, bool]:
+    """Agree on the step's loss, feature spread and loss terms in every process; stop if broken; log them.
+
+    Also agreed: whether any process received a preemption signal (the third value returned).
+    """
     fabric = run.fabric
-    loss_now, spread, *terms = agree(fabric, out.loss.item(), embedding_spread(out.features),
-                                     *(term.item() for term in out.logs.values()))
+    loss_now, spread, signalled, *terms = agree(fabric, out.loss.item(), embedding_spread(out.features),
+                                                float(run.signals.received is not None),
+                                                *(term.item() for term in out.logs.values()))
     _stop_if_broken(loss_now, spread, epoch, run.cfg, run.cfg.run_dir, fabric.global_rank)
     run.first_loss = loss_now if step == 0 else run.first_loss
     fabric.log_dict({"loss": loss_now, "lr": lr, "embedding_spread": spread, **dict(zip(out.logs, terms))}, step=step)
-    return loss_now, spread
+    return loss_now, spread, signalled > 0
+
+
+def _per_process(fabric: Fabric, value: torch.Tensor) -> torch.Tensor:
+    """``value`` of every process, stacked in rank order (on the CPU, for a checkpoint)."""
+    gathered = fabric.all_gather(value.to(fabric.device))
+    return (gathered if fabric.world_size > 1 else gathered.unsqueeze(0)).cpu()
+
+
+def _preempt(run: _Run, epoch: int, done: int, gen: torch.Generator, sums: dict[str, torch.Tensor]) -> None:
+    """Write the checkpoint of a run stopped after step ``done`` of ``epoch`` (its ``position``); raise Preempted."""
+    fabric = run.fabric
+    if run.probe:
+        sums = {**sums, "probe": run.probe.loss_sum}
+    position = {"step": done, "world_size": fabric.world_size, "generators": _per_process(fabric, gen.get_state()),
+                "sums": {name: _per_process(fabric, value) for name, value in sums.items()}}
+    _save(fabric, run.cfg.run_dir, {**_state(run, epoch, epoch * run.steps_per_epoch + done), "position": position},
+          keep=False)
+    for logger in fabric.loggers:  # the steps logged so far
+        logger.save()
+    raise _preempted(run, f"after step {done} of epoch {epoch + 1}")
+
+
+def _preempted(run: _Run, where: str) -> Preempted:
+    signal_name = run.signals.received or "a preemption signal (received by another process)"
+    return Preempted(f"preempted by {signal_name}: {run.cfg.run_dir / LAST} holds the run {where}. Continue it with the "
+                     "same command and --resume auto (or train.resume=auto)", run.fabric.global_rank)
+
+
+def _state(run: _Run, epochs_done: int, steps_done: int) -> dict:
+    """What a checkpoint of ``run`` holds after ``epochs_done`` whole epochs and ``steps_done`` steps in all."""
+    return {"model": run.model, "optimizer": run.optimizer, "epoch": epochs_done, "step": steps_done,
+            "config": run.cfg.model_dump(mode="json"), "history": run.history, "first_loss": run.first_loss,
+            "preempted": run.stop, **(run.probe.state if run.probe else {})}
 
 
 def _end_epoch(run: _Run, epoch: int, metrics: dict) -> None:
@@ -365,9 +441,7 @@ def _end_epoch(run: _Run, epoch: int, metrics: dict) -> None:
                                            cfg.augment.std, cfg.features.batch_size, cfg.train.channels_last))
     run.history.append(metrics)
     fabric.log_dict({f"epoch/{k}": v for k, v in metrics.items()}, step=step)
-    _save(fabric, run_dir, {"model": run.model, "optimizer": run.optimizer, "epoch": epoch + 1, "step": step + 1,
-                            "config": cfg.model_dump(mode="json"), "history": run.history, "first_loss": run.first_loss,
-                            **(run.probe.state if run.probe else {})},
+    _save(fabric, run_dir, _state(run, epoch + 1, step + 1),
           keep=(epoch + 1) % cfg.train.checkpoint_every == 0 or epoch + 1 == cfg.train.epochs)
     if fabric.is_global_zero:
         write_rows(run_dir / HISTORY, run.history)

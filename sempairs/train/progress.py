@@ -9,7 +9,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 class TrainProgress:
     """Shows one bar over all steps; prints a line per finished epoch. Does nothing when disabled."""
 
-    def __init__(self, epochs: int, steps_per_epoch: int, start_epoch: int = 0, enabled: bool = True):
+    def __init__(self, epochs: int, steps_per_epoch: int, start_epoch: int = 0, enabled: bool = True, start_step: int = 0):
+        """``start_epoch`` whole epochs and ``start_step`` steps of the next are done already (a resumed run)."""
         self.enabled = enabled
         self.console = Console(stderr=True)
         self.progress = Progress(
@@ -22,7 +23,7 @@ class TrainProgress:
             console=self.console,
             disable=not enabled,
         )
-        self.task = self.progress.add_task("train", total=epochs * steps_per_epoch, completed=start_epoch * steps_per_epoch, epoch=start_epoch, epochs=epochs, loss=float("nan"), lr=0.0)
+        self.task = self.progress.add_task("train", total=epochs * steps_per_epoch, completed=start_epoch * steps_per_epoch + start_step, epoch=start_epoch, epochs=epochs, loss=float("nan"), lr=0.0)
 
     def __enter__(self):
         self.progress.__enter__()

@@ -23,9 +23,10 @@ from sempairs.trained.checkpoint import LAST, read_checkpoint
 CONFIG = "config.yaml"
 PAIRS = "pairs.csv"
 # Keys that may change between a run and its resumption without changing what is computed (name, out_dir: the run
-# folder was moved or renamed; train.loggers: where the metrics go).
+# folder was moved or renamed; train.loggers: where the metrics go;
+# train.resume: whether this command resumes).
 RESUMABLE_CHANGES = ("train.epochs", "train.checkpoint_every", "train.log_every", "train.loader_workers", "data.memory",
-                     "train.loggers", "knn.", "name", "out_dir")
+                     "train.loggers", "train.resume", "knn.", "name", "out_dir")
 
 
 class RunExists(SempairsError, FileExistsError):
