@@ -277,7 +277,7 @@ def test_presets():
     multi = preset("dino_multicrop")  # DINO's main_dino.py: 8 local crops, scales (0.4, 1) / (0.05, 0.4)
     assert (multi.local_crops, multi.crop_scale, multi.local_scale) == (8, (0.4, 1.0), (0.05, 0.4))
     assert (multi.brightness, multi.contrast, multi.saturation, multi.hue) == (0.4, 0.4, 0.2, 0.1)
-    with pytest.raises(ValueError, match="valid: byol, crop_only, dino_multicrop, no_grayscale, simclr"):
+    with pytest.raises(ValueError, match="valid: byol, crop_only, dino_multicrop, no_color, no_grayscale, simclr"):
         preset("simclr_v3")
 
 
