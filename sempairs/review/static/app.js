@@ -324,6 +324,8 @@ $("controls").addEventListener("submit", (event) => { event.preventDefault(); re
 $("toggle-grid").addEventListener("click", () => setGrid(!state.grid));
 $("show-stats").addEventListener("click", showStats);
 $("done-stats").addEventListener("click", showStats);
+// A closed dialog hands the keys back to the page (focus may stay on its close button, which the key handler skips).
+$("stats").addEventListener("close", () => { if (document.activeElement?.closest("dialog")) document.activeElement.blur(); });
 $("accept-rest").addEventListener("click", acceptRest);
 // Another tab may have decided pairs: take the server's decisions when this tab comes back.
 window.addEventListener("focus", () => { if (!state.pending) reload(true); });
