@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from sempairs.config import ConfigError, PairsConfig, RunConfig
