@@ -105,8 +105,17 @@ def write_bytes(path: str | Path, data: bytes | memoryview) -> Path:
     return Path(path)
 
 
-def copy_file(src: str | Path, dst: str | Path) -> Path:
-    """Copy the file ``src`` to ``dst`` atomically; return ``dst``."""
+def snapshot_file(src: str | Path, dst: str | Path) -> Path:
+    """Keep the current content of ``src`` as ``dst`` atomically; return ``dst``.
+
+    A hard link where the file system allows one (no second copy on disk: ``src`` is only ever
+    replaced by a rename, never written in place, so ``dst`` keeps today's content), else a copy.
+    """
     with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
+        try:
+            os.link(src, tmp)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+            shutil.copyfile(src, tmp)
     return Path(dst)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -56,13 +57,34 @@ def train_tiny_run():
 @pytest.fixture(scope="session")
 def tiny_cifar_zip(tmp_path_factory) -> Path:
     """CIFAR-10 slice in the shared zip's layout: 20 train and 10 test images per class."""
-    return _slice_zip(tmp_path_factory.mktemp("tiny") / "cifar10-tiny.zip", {"train": 20, "test": 10})
+    return _slice_zip(tmp_path_factory.mktemp(SESSION + "tiny") / "cifar10-tiny.zip", {"train": 20, "test": 10})
 
 
 @pytest.fixture(scope="session")
 def small_cifar_zip(tmp_path_factory) -> Path:
     """CIFAR-10 slice for short training runs: 100 train and 50 test images per class."""
-    return _slice_zip(tmp_path_factory.mktemp("small") / "cifar10-small.zip", {"train": 100, "test": 50})
+    return _slice_zip(tmp_path_factory.mktemp(SESSION + "small") / "cifar10-small.zip", {"train": 100, "test": 50})
+
+
+SESSION = "session-"  # folders of session fixtures, kept until the session ends
+
+
+@pytest.fixture(autouse=True, scope="module")
+def module_folders_removed(request, tmp_path_factory):
+    """A passing module's own temporary folders (its module fixtures' trained runs) are removed when it ends.
+
+    With ``tmp_path_retention_policy = "failed"`` (pyproject.toml) a passing test's folder goes when
+    the test ends; this does the same for module fixtures, so the suite's disk use is that of one
+    module, not of all of them (CI machines may have little disk). A module with a failure keeps its folders.
+    """
+    base = tmp_path_factory.getbasetemp()
+    before, failed = set(base.iterdir()), request.session.testsfailed
+    yield
+    if request.session.testsfailed > failed:
+        return
+    for folder in set(base.iterdir()) - before:
+        if folder.is_dir() and not folder.name.startswith(SESSION):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -308,10 +308,17 @@ def test_every_writer_is_atomic(tmp_path, monkeypatch):
         Path(dst).write_bytes(b"partial")
         raise KeyboardInterrupt  # killed mid-copy
 
+    def no_link(src, dst):
+        raise OSError(errno.EXDEV, "cross-device link")  # another file system: a copy instead
+
+    (tmp_path / "src").write_bytes(b"new")
+    monkeypatch.setattr(atomic.os, "link", no_link)
     monkeypatch.setattr(atomic.shutil, "copyfile", broken_copy)
     with pytest.raises(KeyboardInterrupt):
-        atomic.copy_file(tmp_path / "src", target)
-    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+        atomic.snapshot_file(tmp_path / "src", target)
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["f.bin", "src"]
+    (tmp_path / "src").unlink()
+    monkeypatch.undo()
     save_checkpoint({"model": {"w": torch.ones(3)}, "config": {}}, target)
     assert torch.equal(torch.load(target, weights_only=True)["model"]["w"], torch.ones(3))
     stale = tmp_path / f".f.bin.{socket.gethostname()}.999999999.tmp"  # left by a killed writer
@@ -323,6 +330,15 @@ def test_every_writer_is_atomic(tmp_path, monkeypatch):
                if ".write_text(" in line or ".write_bytes(" in line or "savefig(" in line and "savefig(f," not in line
                or "shutil.copy" in line or "open(" in line and ('"w' in line or "'w" in line)]
     assert not [line for line in written if "atomic" not in line], written
+
+
+def test_a_snapshot_shares_the_disk_blocks_and_keeps_its_content_when_the_source_is_replaced(tmp_path):
+    last, kept = tmp_path / "last.ckpt", tmp_path / "epoch_0001.ckpt"
+    atomic.write_bytes(last, b"epoch 1")
+    atomic.snapshot_file(last, kept)
+    assert kept.stat().st_ino == last.stat().st_ino  # a hard link: no second copy on disk
+    atomic.write_bytes(last, b"epoch 2")
+    assert kept.read_bytes() == b"epoch 1" and last.read_bytes() == b"epoch 2"
 
 
 # ----------------------------------------------------------------------------- 4. one-line errors, bugs keep tracebacks

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from lightning.fabric import Fabric
 
-from sempairs.atomic import copy_file
+from sempairs.atomic import snapshot_file
 from sempairs.config import ConfigError, RunConfig
 from sempairs.csvio import write_rows
 from sempairs.errors import SempairsError
@@ -467,10 +467,10 @@ def _finish(run: _Run) -> TrainResult:
 
 
 def _save(fabric: Fabric, run_dir: Path, state: dict, keep: bool) -> None:
-    """Write ``last.ckpt`` atomically (a killed run never leaves half a file); keep an atomic copy if asked."""
+    """Write ``last.ckpt`` atomically (a killed run never leaves half a file); keep a snapshot of it if asked."""
     fabric.save(run_dir / LAST, state)  # through SafeCheckpointIO: atomic
     if fabric.is_global_zero and keep:
-        copy_file(run_dir / LAST, epoch_checkpoint(run_dir, state["epoch"]))
+        snapshot_file(run_dir / LAST, epoch_checkpoint(run_dir, state["epoch"]))
     fabric.barrier()
 
 

@@ -12,6 +12,7 @@ to it (DINO). ``clip_gradients`` caps the norm of each parameter's gradient (DIN
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
@@ -46,6 +47,11 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
     ]
 
 
+# timm's Lars steps all parameters at once where it can (``foreach`` in recent timm, e.g. 1.0.31;
+# by default only on the GPU); older timm has only the per-parameter loop and refuses the keyword.
+LARS_FOREACH = {"foreach": True} if "foreach" in inspect.signature(Lars).parameters else {}
+
+
 def build_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int, fused: bool = False) -> torch.optim.Optimizer:
     """The configured optimiser at the peak learning rate ``cfg.lr * batch_size / 256``.
 
@@ -55,7 +61,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int, fused: 
     lr = cfg.lr * batch_size / 256
     groups = param_groups(model, cfg)
     if cfg.name == "lars":
-        return Lars(groups, lr=lr, momentum=cfg.momentum, foreach=True)
+        return Lars(groups, lr=lr, momentum=cfg.momentum, **LARS_FOREACH)
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, fused=fused or None)
     return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
