@@ -125,3 +125,18 @@ def test_the_old_grid_evaluation_transfer_and_its_columns_are_read_under_the_new
         row = grid.read_results(path)["c0"]
     assert row == {"cell": "c0", "knn_top1": "61.0", "unseen_knn_top1": "40.5", "unseen_classes": "bird cat"}
     assert math.isfinite(float(row["unseen_knn_top1"]))
+
+
+def test_a_class_axis_cell_naming_every_class_has_no_unseen_classes_and_random_init_skips_them(tiny_cifar_zip):
+    from sempairs.eval.selection import leaves_classes_out
+    from sempairs.experiments.evaluations.random_init import knn_of_random_init
+
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    data = load_config(None, [f"data.dataset={tiny_cifar_zip}"]).data
+    assert [leaves_classes_out(data.model_copy(update={"classes": c})) for c in (None, names, names[:9], names[:8])] \
+        == [False, False, False, True]
+    cfg = load_config(None, [f"data.dataset={tiny_cifar_zip}", "data.size=16", "backbone.small_stem=false",
+                             "backbone.width=0.25", "knn.k=5", f"data.classes=[{','.join(names)}]"])
+    assert set(knn_of_random_init(None, cfg)) == {"random_init_knn_top1"}  # a cell of a class-count axis: no error
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"classes": names[:8]})})
+    assert set(knn_of_random_init(None, cfg)) == {"random_init_knn_top1", "random_init_unseen_knn_top1"}

@@ -76,13 +76,22 @@ def labelled_splits(data: DataConfig) -> tuple[ImageStore, ImageStore]:
     return stores
 
 
+def _others(data: DataConfig) -> list[str]:
+    names = load_split(data.model_copy(update={"classes": None}), data.split, 1).class_names
+    return [c for c in names if c not in data.classes]
+
+
+def leaves_classes_out(data: DataConfig) -> bool:
+    """Whether ``data`` names a class subset that leaves at least two of the dataset's classes unseen."""
+    return data.classes is not None and len(_others(data)) >= 2
+
+
 def other_classes(data: DataConfig) -> DataConfig:
     """The selection ``data`` with the dataset's classes it does not name (the unseen classes of a class-subset run)."""
     if data.classes is None:
         raise InputError(f"the selection of {data.dataset} has every class (data.classes is null): it has no unseen "
                          "classes. Fix: evaluate a run pretrained on a class subset, or name the classes")
-    names = load_split(data.model_copy(update={"classes": None}), data.split, 1).class_names
-    others = [c for c in names if c not in data.classes]
+    others = _others(data)
     if len(others) < 2:
         raise InputError(f"{data.dataset} has {len(others)} classes outside data.classes: an unseen-class task needs "
                          "two; leave at least two classes out of data.classes")
