@@ -247,6 +247,14 @@ def test_differences_against_a_numeric_axis_and_against_pair_precision(tmp_path)
     assert {r["x"] for r in classes} == {"2.0", "3.0"}
     precision = read_csv(exp.directory / "plots" / "differences_vs_precision.csv")
     assert {(r["arm"], r["x"]) for r in precision} == {("SP", "1.0"), ("SP80", "0.8"), ("SePP", "0.7")}
+    exp = exp.model_copy(update={"name": "all_sp", "arms": [{"name": "AP", "pairs": "ap"}, {"name": "SP", "pairs": "sp"},
+                                                           {"name": "SP masked", "pairs": "sp", "method.mask_same_class": True}]})
+    cells = expand(exp)
+    rows = [{"cell": c.id, **c.values, "arm": c.arm, "epochs": c.values["train.epochs"], "knn_top1": float(rng.uniform(20, 60)),
+             "random_init_knn_top1": 15.0, "mined_precision": "", "run_dir": str(c.run_dir), "error": "",
+             "config_hash": cell_hash(c)} for c in cells]
+    made = {p.name for p in make_plots(exp, cells, rows)}  # every semantic arm at precision 1: no line to draw
+    assert "differences_vs_train.epochs.png" in made and "differences_vs_precision.png" not in made
 
 
 def test_map_subset_is_class_balanced():

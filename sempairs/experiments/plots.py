@@ -247,7 +247,7 @@ def _difference_lines(exp: ExperimentConfig, rows, out_dir: Path, name: str, xla
     """Each compared value's difference from the baseline as lines over x, per shown metric, ± the spread.
 
     ``line_of(difference)`` names the line a difference belongs to, ``x_of(difference, rows of its arm)`` its x
-    (None: not drawn). Made only when some line has two points or more. With a reference column (the untrained
+    (None: not drawn). Made only when some line has points at two x values or more. With a reference column (the untrained
     backbone), a dashed line shows the reference minus the baseline, so both gains read off the plot.
     """
     shown = shown_metrics(exp, rows)
@@ -259,7 +259,7 @@ def _difference_lines(exp: ExperimentConfig, rows, out_dir: Path, name: str, xla
             x = x_of(d, mine)
             if x is not None:
                 series.setdefault(metric, {}).setdefault(line_of(d), []).append((x, d))
-    series = {m: lines for m, lines in series.items() if any(len(points) > 1 for points in lines.values())}
+    series = {m: lines for m, lines in series.items() if any(len({x for x, _ in points}) > 1 for points in lines.values())}
     if not series:
         return None
     fig, axes = _figure(len(series), legend_entries=max(len(lines) for lines in series.values()))
@@ -299,7 +299,8 @@ def differences_vs_factors(exp: ExperimentConfig, rows, out_dir: Path) -> list[P
         if all(factor_value(format_value(v)) is not None for v in exp.values_of(axis)):
             rest = [i for i, a in enumerate(others) if a != axis]
             made.append(_difference_lines(
-                exp, rows, out_dir, f"differences_vs_{axis}", f"{axis} (a list: its length)",
+                exp, rows, out_dir, f"differences_vs_{axis}",
+                f"{axis} (a list: its length)" if any(isinstance(v, list) for v in exp.values_of(axis)) else axis,
                 lambda d: _label([exp.compared, *(others[i] for i in rest)], [d.arm, *(d.key[i] for i in rest)]),
                 lambda d, mine, at=others.index(axis): factor_value(d.key[at])))
     made.append(_difference_lines(
