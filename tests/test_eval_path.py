@@ -140,3 +140,29 @@ def test_a_class_axis_cell_naming_every_class_has_no_unseen_classes_and_random_i
     assert set(knn_of_random_init(None, cfg)) == {"random_init_knn_top1"}  # a cell of a class-count axis: no error
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"classes": names[:8]})})
     assert set(knn_of_random_init(None, cfg)) == {"random_init_knn_top1", "random_init_unseen_knn_top1"}
+
+
+def test_the_final_test_split_reading_evaluates_finished_cells_without_training_them_again(tiny_cifar_zip, tmp_path):
+    """A grid read on held-out images gets its test-split column by running again with ``test_split`` added;
+    the number equals ``sempairs eval knn RUN --test-split test`` (the same memory, the test split as queries)."""
+    base = {"data": {"dataset": str(tiny_cifar_zip), "size": 16, "classes": SEEN, "test_split": "heldout",
+                     "heldout_per_class": 5, "limit_per_class": 12, "test_limit_per_class": 6},
+            "backbone": {"small_stem": False, "width": 0.25}, "train": {"epochs": 1, "batch_size": 16}, "knn": {"k": 5},
+            "pairs": {"per_class": 8}}
+    exp = ExperimentConfig(name="final", out_dir=str(tmp_path), base=base, axes={"train.seed": [0]}, embedding=[],
+                           evaluations=["knn"])
+    first = grid.run_grid(exp, progress=False)[0]
+    run_dir = grid.expand(exp)[0].run_dir
+    weights = (run_dir / LAST).read_bytes()
+    again = grid.run_grid(exp.model_copy(update={"evaluations": ["knn", "test_split"]}), progress=False)[0]
+    assert (run_dir / LAST).read_bytes() == weights and again["knn_top1"] == first["knn_top1"]  # not trained again
+    code, out = invoke("eval", "knn", run_dir, "--test-split", "test")
+    assert code == 0, out
+    final = next(json.loads(p.read_text()) for p in (run_dir / "eval").glob("knn-*.json")
+                 if json.loads(p.read_text())["selection"]["test_split"] == "test")
+    assert final["train_images"] == 48 and final["test_images"] == 24  # the training pool; 6 test images per class
+    assert float(again["test_knn_top1"]) == pytest.approx(final["knn_top1"])
+    assert 0 <= float(again["random_init_test_knn_top1"]) <= 100
+    with pytest.raises(ConfigError, match="test_split: heldout"):  # a grid read on the test split has nothing to add
+        grid.expand(exp.model_copy(update={"evaluations": ["test_split"],
+                                           "base": {**base, "data": {**base["data"], "test_split": "test"}}}))

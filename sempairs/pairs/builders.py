@@ -19,16 +19,31 @@ def augmented_pairs(num_images: int | None = None, indices=None, labels: np.ndar
 
 
 def _class_pairs(members: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """``k`` distinct unordered pairs of two different members; disjoint when the class is big enough."""
+    """``k`` distinct unordered pairs (anchor, positive) of two different members.
+
+    Disjoint when the class is big enough (2k <= n). Otherwise every member is an anchor in turn,
+    in a shuffled order, as evenly as ``k`` allows (k = n: each member once), with a positive drawn
+    among the members it is not yet paired with; so the anchors (the matched AP set's images) cover
+    the class evenly rather than favouring some members.
+    """
     n = len(members)
     if 2 * k <= n:
         return rng.permutation(members)[: 2 * k].reshape(k, 2)
-    chosen: set[tuple[int, int]] = set()
-    while len(chosen) < k:
-        a, b = rng.choice(n, size=2, replace=False)
-        chosen.add((min(a, b), max(a, b)))
-    pairs = np.array(sorted(chosen), dtype=np.int64)
-    return members[rng.permutation(pairs)]
+    anchors = np.concatenate([rng.permutation(n) for _ in range(-(-k // n))])[:k]
+    partners: list[set[int]] = [set() for _ in range(n)]
+    pairs = []
+    for a in anchors:
+        a = int(a)
+        if len(partners[a]) == n - 1:  # paired with every member already: the free pair drawn from the rest
+            a = int(rng.choice([m for m in range(n) if len(partners[m]) < n - 1]))
+        b = int(rng.integers(n - 1))
+        b += b >= a
+        if b in partners[a]:
+            b = int(rng.choice([m for m in range(n) if m != a and m not in partners[a]]))
+        partners[a].add(b)
+        partners[b].add(a)
+        pairs.append((a, b))
+    return members[np.array(pairs, dtype=np.int64)]
 
 
 def pairs_from_labels(labels: np.ndarray, per_class: int | None = None, seed: int = 0, classes=None, meta: dict | None = None,
@@ -86,8 +101,15 @@ def matched_augmented(semantic: PairSet) -> PairSet:
     """The AP baseline matched to a semantic set: one augmented pair per semantic pair, on its anchor.
 
     Same pair count and class composition, as in the published protocol (e.g. 157 images per
-    class whose two views come from the augmentation pipeline).
+    class whose two views come from the augmentation pipeline). Each image at most once: a set with
+    more pairs of a class than the class has images would train some images twice as often as the
+    others, so it is refused.
     """
+    anchors, counts = np.unique(semantic.anchor, return_counts=True)
+    if len(anchors) and counts.max() > 1:
+        classes = np.unique(semantic.label[np.isin(semantic.anchor, anchors[counts > 1])]) if semantic.label is not None else []
+        raise InputError(f"the matched augmented set needs one image per pair, and class(es) {', '.join(map(str, classes))} "
+                         "have fewer images than pairs asked. Fix: lower pairs.per_class to at most the images per class")
     return PairSet.build(
         semantic.anchor, semantic.anchor, label=semantic.label, source=AUGMENTED,
         meta={"builder": "matched-augmented", "matched_to": semantic.meta},
