@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -55,6 +56,8 @@ def test_quickstart_reports_every_arm_and_seed(quickstart_run):
     assert summary["seen_classes"] == ["airplane", "automobile", "bird", "cat", "deer"]
     for word in ("SP", "AP+SP", "random init", "Seen classes: SP - AP"):
         assert word in result.output
+    assert "When semantic pairs help" in " ".join(result.output.split())  # the closing lines point to the map
+    assert "## When semantic pairs help" in (Path(__file__).parents[1] / "docs" / "results.md").read_text()
 
 
 def test_quickstart_numbers_match_the_runs_and_an_independent_random_init(quickstart_run, tiny_cifar_zip):

@@ -134,6 +134,10 @@ def _cell(stats: dict | None) -> str:
     return f"{stats['mean']:.1f}{spread}"
 
 
+WHERE_NEXT = ("When do semantic pairs help? The measured map (classes, augmentation, training length, pair precision, "
+              "SePP-ID at matched steps; configs/exp_cpu_map_*.yaml): docs/results.md, \"When semantic pairs help\".")
+
+
 def print_summary(summary: dict, seconds: float, out_dir: Path, console: Console) -> None:
     """The table (mean ± spread, the sample std over seeds), the reading and where things are."""
     arms = summary["arms"]
@@ -150,6 +154,7 @@ def print_summary(summary: dict, seconds: float, out_dir: Path, console: Console
         console.print(line, soft_wrap=True)
     console.print(f"A CPU-scale comparison, not a reproduction of the study. {seconds / 60:.1f} min. Runs and "
                   f"results.csv: {out_dir}; table: {out_dir / 'quickstart.json'}", soft_wrap=True)
+    console.print(WHERE_NEXT, soft_wrap=True)
 
 
 def run_quickstart(out_dir: Path, dataset: str, download: bool, console: Console, overrides: dict | None = None,
