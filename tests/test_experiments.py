@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import statistics
 from contextlib import contextmanager
 from pathlib import Path
 
+import matplotlib.image
 import numpy as np
 import pytest
 import yaml
@@ -246,7 +248,7 @@ def test_differences_against_a_numeric_axis_and_against_pair_precision(tmp_path)
     classes = read_csv(exp.directory / "plots" / "differences_vs_data.classes.csv")
     assert {r["x"] for r in classes} == {"2.0", "3.0"}
     precision = read_csv(exp.directory / "plots" / "differences_vs_precision.csv")
-    assert {(r["arm"], r["x"]) for r in precision} == {("SP", "1.0"), ("SP80", "0.8"), ("SePP", "0.7")}
+    assert {(r["arm"], r["x"]) for r in precision if not r["reference"]} == {("SP", "1.0"), ("SP80", "0.8"), ("SePP", "0.7")}
     exp = exp.model_copy(update={"name": "all_sp", "arms": [{"name": "AP", "pairs": "ap"}, {"name": "SP", "pairs": "sp"},
                                                            {"name": "SP masked", "pairs": "sp", "method.mask_same_class": True}]})
     cells = expand(exp)
@@ -608,3 +610,30 @@ def test_arms_cross_the_axes_keep_their_cells_and_are_checked(tmp_path):
                          ({"axes": {}}, "at least one axis")]:
         with pytest.raises(ValueError, match=message):
             ExperimentConfig.model_validate({"name": "x", **bad})
+
+
+def test_plots_of_a_class_count_axis_keep_each_groups_reference_and_a_readable_width(tmp_path):
+    """The untrained backbone's accuracy changes with the class count: each group gets its own reference level
+    (not one line at the mean of all), the lines' reference follows the x axis, and long class lists are shortened
+    in the labels so the figure stays within a readable width."""
+    classes = [["airplane", "automobile"], ["airplane", "automobile", "bird", "cat", "deer"],
+               ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]]
+    exp = ExperimentConfig(name="classes", out_dir=str(tmp_path), embedding=[], evaluations=["knn", "random_init"],
+                           arms=[{"name": "AP", "pairs": "ap"}, {"name": "SP", "pairs": "sp"}],
+                           axes={"data.classes": classes, "method.mask_same_class": [False, True], "train.seed": [0, 1]})
+    cells = expand(exp)
+    untrained = {2: 75.0, 5: 42.0, 10: 27.0}
+    rows = [{"cell": c.id, **c.values, "arm": c.arm, "epochs": "20", "run_dir": str(c.run_dir), "error": "",
+             "knn_top1": untrained[len(json.loads(c.values["data.classes"]))] + (10.0 if c.arm == "AP" else 8.0) + int(c.values["train.seed"]),
+             "random_init_knn_top1": untrained[len(json.loads(c.values["data.classes"]))], "config_hash": cell_hash(c)}
+            for c in cells]
+    made = {p.name: p for p in make_plots(exp, cells, rows)}
+    levels = {r["data.classes"]: float(r["mean"]) for r in read_csv(exp.directory / "plots" / "arms.csv")
+              if r.get("reference") == "random_init_knn_top1"}
+    assert {len(json.loads(k)): v for k, v in levels.items()} == untrained
+    lines = read_csv(exp.directory / "plots" / "differences_vs_data.classes.csv")
+    gaps = {r["x"]: float(r["difference"]) for r in lines if r["arm"] == "random init"}
+    assert gaps == {"2.0": -10.5, "5.0": -10.5, "10.0": -10.5}  # random init - AP within each class count
+    for name in ("arms.png", "differences.png"):
+        width = matplotlib.image.imread(made[name]).shape[1]
+        assert width <= 21 * 120, f"{name} is {width} px wide"

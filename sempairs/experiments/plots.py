@@ -53,11 +53,26 @@ from sempairs.train.loop import HISTORY
 
 EPOCHS_AXIS, PER_CLASS_AXIS = "train.epochs", "pairs.per_class"
 PANELS_PER_ROW = 3
+ROW_WIDTH = 20  # inches: wider panels (many groups along x) go one or two per row
 MAP_POINTS = 2000  # images per map
 
 
+def _short(value: str) -> str:
+    """A list value (JSON) as its first and last items and its length, ``airplane, …, truck (10)``; any other as it is."""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return value
+    if not isinstance(parsed, list):
+        return value
+    items = [v if isinstance(v, str) else json.dumps(v) for v in parsed]
+    shown = items if len(items) <= 2 else [items[0], "…", items[-1]]
+    return f"{', '.join(shown)} ({len(items)})"
+
+
 def _label(keys: Sequence[str], values: Sequence[str], sep: str = ", ") -> str:
-    """How a group is named in legends: its value for one key, ``key=value, ...`` for several."""
+    """How a group is named in legends: its value for one key, ``key=value, ...`` for several (lists shortened)."""
+    values = [_short(v) for v in values]
     if len(keys) == 1:
         return values[0]
     return sep.join(f"{k}={v}" for k, v in zip(keys, values))
@@ -67,7 +82,7 @@ def _tick(keys: Sequence[str], values: Sequence[str]) -> str:
     """A short x tick label: one ``name=value`` line per key (the axis label gives the full keys); a section
     axis's value (a JSON mapping) one ``key=value`` line per entry."""
     names = [k.rsplit(".", 1)[-1] for k in keys]
-    lines = [_mapping_lines(v) for v in values]
+    lines = [_mapping_lines(_short(v)) for v in values]
     if len(keys) == 1:
         return lines[0]
     return "\n".join(f"{k}:\n{v}" if "\n" in v else f"{k}={v}" for k, v in zip(names, lines))
@@ -85,9 +100,9 @@ def _mapping_lines(value: str) -> str:
 
 
 def _figure(panels: int, panel_width: float = 5.2, height: float = 4.2, legend_entries: int = 0) -> tuple[Figure, list]:
-    """A figure of ``panels`` in rows of at most ``PANELS_PER_ROW``, taller by one line per row of a bottom legend
+    """A figure of ``panels`` in rows of at most ``PANELS_PER_ROW`` (fewer where they would exceed ``ROW_WIDTH``), taller by one line per row of a bottom legend
     (4 entries a row); returns the ``panels`` axes in reading order (unused grid cells are hidden)."""
-    cols = min(panels, PANELS_PER_ROW)
+    cols = min(panels, PANELS_PER_ROW, max(1, int(ROW_WIDTH // panel_width)))
     rows = math.ceil(panels / cols)
     fig = Figure(figsize=(1.5 + panel_width * cols, height * rows + 0.3 * math.ceil(legend_entries / 4)), layout="constrained")
     axes = list(np.atleast_1d(fig.subplots(rows, cols)).ravel())
@@ -152,18 +167,12 @@ def grouped_bars(exp: ExperimentConfig, rows, x_axis: str, out_dir: Path, name: 
             if ax is axes[0] and bar_keys:
                 handles.append(handle)
         reference = shown.references.get(metric)
+        ax.set_xlim(-0.6, len(groups) - 0.4)
         if reference is not None:
-            values = list(per_seed(rows, reference.column, exp.seed_axis).values())
-            s = stats_of(values)
-            line = ax.axhline(s.mean, color="0.4", linestyle="--", linewidth=1.2, label=f"{reference.label} (reference)")
-            ax.annotate(f"{reference.label} {s.mean:.1f}", (ax.get_xlim()[0], s.mean), fontsize=8, color="0.3",
-                        xytext=(3, 3), textcoords="offset points")
-            table.append({**dict.fromkeys([*group_keys, *bar_keys], ""), "metric": metric, "reference": reference.column,
-                          "mean": s.mean, "std": s.std, "n": s.n})
+            line = _reference_levels(ax, exp, rows, reference, group_keys, groups, bar_keys, metric, table)
             if ax is axes[0]:
                 handles.append(line)
         ax.set_xticks(range(len(groups)), [_tick(group_keys, g) for g in groups])
-        ax.set_xlim(-0.6, len(groups) - 0.4)
         ax.set_xlabel(", ".join(group_keys))
         ax.set_ylabel(textwrap.fill(label.split(" = ")[0], 40))
         low, high = ax.get_ylim()
@@ -188,9 +197,10 @@ def difference_plot(exp: ExperimentConfig, rows, out_dir: Path) -> Path | None:
     if not found:
         return None
     others = [a for a in exp.group_axes if a != exp.compared]
-    lines = max(len(d) for d in found.values())
-    fig, axes = _figure(len(found), height=1.6 + 0.45 * lines)
-    table = []
+    rows_drawn = max(len(d) for d in found.values())
+    tick_lines = 1 + len(others)  # "arm − baseline", then a line per other axis
+    fig, axes = _figure(len(found), height=1.6 + rows_drawn * max(0.45, 0.2 * tick_lines))
+    table, labelled = [], None
     for ax, (metric, diffs) in zip(axes, found.items()):
         for y, d in enumerate(diffs):
             diff = d.difference
@@ -205,8 +215,10 @@ def difference_plot(exp: ExperimentConfig, rows, out_dir: Path) -> Path | None:
             table.append({**dict(zip(others, d.key)), exp.compared: d.arm, "baseline": d.baseline, "metric": metric,
                           "difference": diff.mean, "spread": diff.spread, "seeds": diff.seeds, "verdict": diff.verdict})
         ax.axvline(0, color="0.3", linewidth=1)
-        ticks = [f"{d.arm} − {d.baseline}" + (f"\n{_label(others, d.key)}" if others else "") for d in diffs]
-        ax.set_yticks(range(len(diffs)), ticks)
+        ticks = [f"{d.arm} − {d.baseline}" + (f"\n{_tick(others, d.key)}" if others else "") for d in diffs]
+        left = ax.get_subplotspec().is_first_col() or ticks != labelled
+        ax.set_yticks(range(len(diffs)), ticks if left else [])  # a row's panels share the labels of its first
+        labelled = ticks
         ends = [d.difference.mean + sign * NOISE_FACTOR * (0 if math.isnan(d.difference.spread) else d.difference.spread)
                 for d in diffs for sign in (-1, 1)]
         low, high = min(0.0, *ends), max(0.0, *ends)
@@ -243,6 +255,30 @@ def pair_precision_of(row: dict[str, str]) -> float | None:
     return None
 
 
+def _reference_levels(ax, exp: ExperimentConfig, rows, reference, group_keys, groups, bar_keys, metric: str, table: list):
+    """The reference (the untrained backbone) as a dashed line: across the panel when every group has the same value,
+    otherwise a segment over each group at its own value (e.g. a class-count axis changes the untrained accuracy)."""
+    levels = {}
+    for i, group in enumerate(groups):
+        values = list(per_seed([r for r in rows if tuple(r[k] for k in group_keys) == group], reference.column,
+                               exp.seed_axis).values())
+        if values:
+            levels[i] = (group, stats_of(values))
+    style = dict(color="0.4", linestyle="--", linewidth=1.2, label=f"{reference.label} (reference)")
+    if len({round(s.mean, 1) for _, s in levels.values()}) <= 1:
+        s = stats_of(list(per_seed(rows, reference.column, exp.seed_axis).values()))
+        levels = {None: (("",) * len(group_keys), s)}
+        line = ax.axhline(s.mean, **style)
+    for i, (group, s) in levels.items():
+        if i is not None:
+            line = ax.hlines(s.mean, i - 0.45, i + 0.45, **style)
+        ax.annotate(f"{reference.label} {s.mean:.1f}", (ax.get_xlim()[0] if i is None else i - 0.45, s.mean), fontsize=8,
+                    color="0.3", xytext=(3, 3), textcoords="offset points")
+        table.append({**dict(zip(group_keys, group)), **dict.fromkeys(bar_keys, ""), "metric": metric,
+                      "reference": reference.column, "mean": s.mean, "std": s.std, "n": s.n})
+    return line
+
+
 def _difference_lines(exp: ExperimentConfig, rows, out_dir: Path, name: str, xlabel: str, line_of, x_of) -> Path | None:
     """Each compared value's difference from the baseline as lines over x, per shown metric, ± the spread.
 
@@ -274,11 +310,14 @@ def _difference_lines(exp: ExperimentConfig, rows, out_dir: Path, name: str, xla
                        "difference": d.difference.mean, "spread": d.difference.spread, "seeds": d.difference.seeds,
                        "verdict": d.difference.verdict} for x, d in points]
         reference = shown.references.get(metric)
-        baseline = [float(r[metric]) for r in finished(rows, metric) if r[exp.compared] == exp.compared_values()[0]]
-        refs = [float(r[reference.column]) for r in rows if reference and r.get(reference.column)]
-        if baseline and refs:
-            ax.axhline(statistics.fmean(refs) - statistics.fmean(baseline), color="0.4", linestyle="--",
-                       label=f"{reference.label} − {exp.compared_values()[0]}")
+        if reference is not None:
+            gaps = _reference_gaps(exp, rows, metric, reference.column, others, [p for ps in lines.values() for p in ps])
+            if gaps:
+                xs = sorted(gaps)
+                ax.plot(xs, [statistics.fmean(gaps[x]) for x in xs], color="0.4", linestyle="--",
+                        label=f"{reference.label} − {exp.compared_values()[0]}")
+                table += [{exp.compared: reference.label, "baseline": exp.compared_values()[0], "x": x, "metric": metric,
+                           "reference": reference.column, "difference": statistics.fmean(gaps[x])} for x in xs]
         ax.axhline(0, color="0.3", linewidth=1)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"difference from {exp.compared_values()[0]}, points")
@@ -289,6 +328,18 @@ def _difference_lines(exp: ExperimentConfig, rows, out_dir: Path, name: str, xla
     fig.suptitle(textwrap.fill(f"Difference from {exp.compared_values()[0]} against {xlabel}: mean over seeds ± its spread "
                                "sqrt(sd_a² + sd_b²)", 110), fontsize=10)
     return save_plot(fig, table, out_dir, name)
+
+
+def _reference_gaps(exp: ExperimentConfig, rows, metric: str, column: str, others, points) -> dict[float, list[float]]:
+    """Per x: the reference minus the baseline arm's mean, within each drawn difference's setting of the other axes."""
+    gaps: dict[float, list[float]] = {}
+    for x, d in points:
+        mine = [r for r in finished(rows, metric) if tuple(r[a] for a in others) == d.key]
+        base = [float(r[metric]) for r in mine if r[exp.compared] == d.baseline]
+        refs = [float(r[column]) for r in mine if r.get(column)]
+        if base and refs:
+            gaps.setdefault(x, []).append(statistics.fmean(refs) - statistics.fmean(base))
+    return gaps
 
 
 def differences_vs_factors(exp: ExperimentConfig, rows, out_dir: Path) -> list[Path]:
