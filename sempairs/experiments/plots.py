@@ -7,7 +7,8 @@
 - ``differences_vs_<axis>``: for each numeric axis (a number, or a list counted by its length, e.g.
   ``data.classes``), each arm's difference from the baseline with its spread as a line over the axis.
 - ``differences_vs_precision``: each arm's difference from the baseline against the measured precision
-  of its semantic pairs (``mined_precision``, else ``pairs.precision``), with the untrained backbone's.
+  of its semantic pairs (``mined_precision``, else ``pairs.precision``), one labelled point per arm (not joined),
+  with the untrained backbone's.
 - ``transforms``: every metric per augmentation preset (``transforms`` axis), change vs the first preset.
 - ``accuracy_vs_epoch``: metrics measured during training (``knn.every``, the run's ``history.csv``) and after it.
 - ``accuracy_vs_pairs_per_class``: metrics over the ``pairs.per_class`` axis.
@@ -279,12 +280,15 @@ def _reference_levels(ax, exp: ExperimentConfig, rows, reference, group_keys, gr
     return line
 
 
-def _difference_lines(exp: ExperimentConfig, rows, out_dir: Path, name: str, xlabel: str, line_of, x_of) -> Path | None:
+def _difference_lines(exp: ExperimentConfig, rows, out_dir: Path, name: str, xlabel: str, line_of, x_of,
+                      per_arm: bool = False) -> Path | None:
     """Each compared value's difference from the baseline as lines over x, per shown metric, ± the spread.
 
     ``line_of(difference)`` names the line a difference belongs to, ``x_of(difference, rows of its arm)`` its x
-    (None: not drawn). Made only when some line has points at two x values or more. With a reference column (the untrained
-    backbone), a dashed line shows the reference minus the baseline, so both gains read off the plot.
+    (None: not drawn). Made only when some line has points at two x values or more. With ``per_arm`` (x a property
+    of each arm, such as its pairs' precision, not a setting swept along a line) the points are not joined and
+    each is labelled with its arm. With a reference column (the untrained backbone), a dashed line shows the
+    reference minus the baseline, so both gains read off the plot.
     """
     shown = shown_metrics(exp, rows)
     others = [a for a in exp.group_axes if a != exp.compared]
@@ -305,7 +309,10 @@ def _difference_lines(exp: ExperimentConfig, rows, out_dir: Path, name: str, xla
             points.sort(key=lambda p: p[0])
             spreads = [0.0 if math.isnan(d.difference.spread) else d.difference.spread for _, d in points]
             ax.errorbar([x for x, _ in points], [d.difference.mean for _, d in points], yerr=spreads, marker="o", capsize=3,
-                        color=f"C{j}", label=line)
+                        color=f"C{j}", label=line, linestyle="none" if per_arm else "-")
+            for x, d in points if per_arm else []:
+                ax.annotate(d.arm, (x, d.difference.mean), fontsize=8, xytext=(6, 0), textcoords="offset points",
+                            va="center", color=f"C{j}")
             table += [{**dict(zip(others, d.key)), exp.compared: d.arm, "baseline": d.baseline, "x": x, "metric": metric,
                        "difference": d.difference.mean, "spread": d.difference.spread, "seeds": d.difference.seeds,
                        "verdict": d.difference.verdict} for x, d in points]
@@ -357,7 +364,8 @@ def differences_vs_factors(exp: ExperimentConfig, rows, out_dir: Path) -> list[P
     made.append(_difference_lines(
         exp, rows, out_dir, "differences_vs_precision", "precision of the semantic pairs (share of same-class pairs)",
         lambda d: _label(others, d.key) if others else "arms",
-        lambda d, mine: statistics.fmean(p) if (p := [v for r in mine if (v := pair_precision_of(r)) is not None]) else None))
+        lambda d, mine: statistics.fmean(p) if (p := [v for r in mine if (v := pair_precision_of(r)) is not None]) else None,
+        per_arm=True))
     return [p for p in made if p is not None]
 
 
