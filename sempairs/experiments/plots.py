@@ -58,12 +58,17 @@ ROW_WIDTH = 20  # inches: wider panels (many groups along x) go one or two per r
 MAP_POINTS = 2000  # images per map
 
 
+def _parsed(value: str):
+    """``value`` read as JSON (an axis's list or mapping value), None when it is not JSON."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
+
+
 def _short(value: str) -> str:
     """A list value (JSON) as its first and last items and its length, ``airplane, …, truck (10)``; any other as it is."""
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        return value
+    parsed = _parsed(value)
     if not isinstance(parsed, list):
         return value
     items = [v if isinstance(v, str) else json.dumps(v) for v in parsed]
@@ -91,10 +96,7 @@ def _tick(keys: Sequence[str], values: Sequence[str]) -> str:
 
 def _mapping_lines(value: str) -> str:
     """``{"a":1,"b":true}`` -> ``a=1`` and ``b=true`` on two lines; any other value as it is."""
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        return value
+    parsed = _parsed(value)
     if not isinstance(parsed, dict):
         return value
     return "\n".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in parsed.items())
