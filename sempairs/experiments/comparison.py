@@ -43,14 +43,9 @@ def _values(rows: Sequence[dict[str, str]], column: str) -> dict[str, float]:
     return {r["cell"]: float(r[column]) for r in rows if not r.get("error") and r.get(column) not in (None, "")}
 
 
-def _reference_label(column: str, evaluation: str) -> str:
-    """A reference's name in plots: ``random init`` for the untrained backbone's columns, else its evaluation's name."""
-    return "random init" if column.startswith("random_init") else evaluation.replace("_", " ")
-
-
 def shown_metrics(exp: ExperimentConfig, rows: Sequence[dict[str, str]]) -> Shown:
     """The metrics of ``exp`` worth a table and a plot panel, given its results ``rows``."""
-    reference_of = {metric: Reference(column, _reference_label(column, name))
+    reference_of = {metric: Reference(column, EVALUATORS[name].reference_label or name.replace("_", " "))
                     for name in exp.evaluations for column, metrics in EVALUATORS[name].references.items()
                     for metric in metrics if _values(rows, column)}
     references = {r.column for r in reference_of.values()}

@@ -342,8 +342,9 @@ def _difference_lines(exp: ExperimentConfig, rows, out_dir: Path, name: str, xla
 def _reference_gaps(exp: ExperimentConfig, rows, metric: str, column: str, others, points) -> dict[float, list[float]]:
     """Per x: the reference minus the baseline arm's mean, within each drawn difference's setting of the other axes."""
     gaps: dict[float, list[float]] = {}
+    measured = finished(rows, metric)
     for x, d in points:
-        mine = [r for r in finished(rows, metric) if tuple(r[a] for a in others) == d.key]
+        mine = [r for r in measured if tuple(r[a] for a in others) == d.key]
         base = [float(r[metric]) for r in mine if r[exp.compared] == d.baseline]
         refs = [float(r[column]) for r in mine if r.get(column)]
         if base and refs:

@@ -28,13 +28,15 @@ class Evaluator:
     plots, higher is better) and any other columns worth keeping (e.g. the protocol's settings).
     ``requires(cfg)`` says what a cell's config lacks for it (None: nothing), so a grid that
     cannot be evaluated is refused before any training. ``references``: columns it writes that
-    are a reference for other evaluations' metrics (column -> those metrics), drawn as lines.
+    are a reference for other evaluations' metrics (column -> those metrics), drawn as lines and
+    named ``reference_label`` (empty: the evaluation's name).
     """
 
     metrics: dict[str, str]
     fn: Callable[[TrainResult, RunConfig], dict[str, Any]]
     requires: Callable[[RunConfig], str | None] | None = None
     references: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    reference_label: str = ""
 
 
 EVALUATORS: Registry[Evaluator] = Registry("evaluation", "sempairs.experiments.evaluations")
@@ -42,12 +44,13 @@ EVALUATORS: Registry[Evaluator] = Registry("evaluation", "sempairs.experiments.e
 
 
 def register_evaluator(name: str, metrics: dict[str, str], requires: Callable[[RunConfig], str | None] | None = None,
-                       references: dict[str, tuple[str, ...]] | None = None):
+                       references: dict[str, tuple[str, ...]] | None = None, reference_label: str = ""):
     """Decorator: register ``fn(result, cfg) -> dict`` as the evaluation ``name`` with these metric columns
-    (and ``references``: its columns that are a reference for other metrics, see :class:`Evaluator`)."""
+    (and ``references``: its columns that are a reference for other metrics, named ``reference_label``, see
+    :class:`Evaluator`)."""
 
     def decorate(fn):
-        EVALUATORS.register(name, Evaluator(metrics, fn, requires, references or {}))
+        EVALUATORS.register(name, Evaluator(metrics, fn, requires, references or {}, reference_label))
         return fn
 
     return decorate

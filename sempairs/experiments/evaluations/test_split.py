@@ -31,7 +31,7 @@ def needs_heldout(cfg: RunConfig) -> str | None:
 
 
 @register_evaluator("test_split", {"test_knn_top1": "kNN top-1 on the test split, the final reading (%)"}, needs_heldout,
-                    references={"random_init_test_knn_top1": ("test_knn_top1",)})
+                    references={"random_init_test_knn_top1": ("test_knn_top1",)}, reference_label="random init")
 def test_split_of_run(result: TrainResult, cfg: RunConfig) -> dict[str, Any]:
     """kNN accuracy on the test split of the trained and of the untrained backbone, with the run's memory and settings."""
     data = cfg.data.model_copy(update={"test_split": TEST})
