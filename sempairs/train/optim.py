@@ -1,4 +1,4 @@
-"""Optimisers (LARS from timm, SGD, AdamW), their parameter groups, and the per-step schedules.
+"""Optimisers (LARS: ``train.lars``; SGD, AdamW), their parameter groups, and the per-step schedules.
 
 Parameter groups: weights (``ndim > 1``) take the weight decay and, with LARS, the trust-ratio
 adaptation; biases and normalisation parameters take neither (SimCLR/BYOL, solo-learn's
@@ -17,9 +17,9 @@ import math
 
 import torch
 import torch.nn as nn
-from timm.optim import Lars
 
 from sempairs.config import OptimConfig
+from sempairs.train.lars import Lars
 
 
 def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
@@ -47,16 +47,16 @@ def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
     ]
 
 
-# timm's Lars steps all parameters at once where it can (``foreach`` in recent timm, e.g. 1.0.31;
-# by default only on the GPU); older timm has only the per-parameter loop and refuses the keyword.
+# Off the CPU, LARS steps with timm's form, all parameters at once where timm can (``foreach`` in
+# recent timm, e.g. 1.0.31; by default only on the GPU); older timm refuses the keyword.
 LARS_FOREACH = {"foreach": True} if "foreach" in inspect.signature(Lars).parameters else {}
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, batch_size: int, fused: bool = False) -> torch.optim.Optimizer:
     """The configured optimiser at the peak learning rate ``cfg.lr * batch_size / 256``.
 
-    ``fused`` selects PyTorch's fused CUDA kernels for SGD and AdamW (LARS uses timm's foreach
-    implementation); the model must already be on the GPU.
+    ``fused`` selects PyTorch's fused CUDA kernels for SGD and AdamW (LARS is fused on the CPU
+    and timm's foreach form on a GPU); the model must already be on the GPU.
     """
     lr = cfg.lr * batch_size / 256
     groups = param_groups(model, cfg)
