@@ -88,6 +88,7 @@ def summarise(exp: ExperimentConfig, rows: list[dict[str, str]]) -> dict:
                  for r in mine}
         settings = {"pairs": 0 if arm == RANDOM else int(mine[0]["num_pairs"]), "epochs": 0 if arm == RANDOM else cfg.train.epochs,
                     "method": cfg.method.name, "backbone": cfg.backbone.name, "small_stem": cfg.backbone.small_stem,
+                    "width": cfg.backbone.width, "stem_width": cfg.backbone.stem_width or 64,
                     "image_size": cfg.data.size, "batch_size": cfg.train.batch_size, "optimizer": cfg.optim.name,
                     "lr": cfg.optim.lr, "augment": mine[0]["pairs"] if arm != RANDOM else None}
         groups = {g: [s[g] for s in seeds.values() if g in s] for g in METRICS}
