@@ -9,7 +9,8 @@ in the same process, interleaved over ``--rounds`` rounds (the median is reporte
   bare step   forward + backward + optimiser step on ready, already-augmented tensors;
   end to end  what the training loop does per step: gather the pairs' uint8 images, augment them
               with the batched augmentation, then the same step (``PairBatches`` + ``optimizer_step``);
-  loop        ``sempairs.train.train`` itself for two short epochs (the second epoch's rate),
+  loop        ``sempairs.train.train`` itself for ``--rounds`` short epochs after a first one (the median
+              epoch's rate; the first includes compiling and warm-up),
 
 for float32 and bf16 autocast, eager and compiled (bf16 is skipped where the CPU has no native
 bf16: emulated, it is hundreds of times slower), plus the setting ``train.precision=auto`` picks on
@@ -143,15 +144,16 @@ def train_flops_per_view(cfg, plain: bool = False) -> float:
     return counter.get_total_flops() / (2 * b)
 
 
-def loop_rate(cfg, store_pairs: int, out: str, name: str) -> float:
-    """Views/s of the second epoch of ``train`` (the first includes compiling and warm-up)."""
+def loop_rates(cfg, store_pairs: int, out: str, name: str, rounds: int) -> list[float]:
+    """Views/s of each epoch of ``train`` after the first (which includes compiling and warm-up): ``rounds``
+    epochs, the loop's rounds."""
     run = cfg.model_copy(update={
         "name": name, "out_dir": out,
         "data": cfg.data.model_copy(update={"limit_per_class": store_pairs // 10, "test_split": None}),
-        "train": cfg.train.model_copy(update={"epochs": 2, "checkpoint_every": 100}),
+        "train": cfg.train.model_copy(update={"epochs": 1 + rounds, "checkpoint_every": 100}),
     })
     result = train(run, progress=False)
-    return 2 * result.history[-1]["images_per_s"]
+    return [2 * epoch["images_per_s"] for epoch in result.history[1:]]
 
 
 def main() -> None:
@@ -210,24 +212,30 @@ def main() -> None:
     if not native_bf16:
         print(f"bf16 skipped: this CPU has no native bf16 (bf16 matmul {gflops['bf16']:.1f} GFLOP/s vs fp32 {gflops['fp32']:.0f})")
 
-    loops, end_to_end = {}, {row["setting"]: row["end_to_end"] for row in rows}
+    loop_rounds = {}
+    by_setting = {row["setting"]: row for row in rows}
     if args.loop_pairs:
         with tempfile.TemporaryDirectory() as out:
             with plain_convolutions():
-                loops[TODAY] = loop_rate(load_config(None, overrides(args.batch, "32-true", False)), args.loop_pairs, out, "today")
-            loops[auto_name] = loop_rate(auto, args.loop_pairs, out, "auto")
+                loop_rounds[TODAY] = loop_rates(load_config(None, overrides(args.batch, "32-true", False)),
+                                                args.loop_pairs, out, "today", args.rounds)
+            loop_rounds[auto_name] = loop_rates(auto, args.loop_pairs, out, "auto", args.rounds)
             for i, (name, over) in enumerate(quick.items()):
-                loops[name] = loop_rate(load_config(None, over), args.loop_pairs, out, f"quickstart-{i}")
-        base = loops[TODAY]
+                loop_rounds[name] = loop_rates(load_config(None, over), args.loop_pairs, out, f"quickstart-{i}", args.rounds)
+    loops = {name: statistics.median(rates) for name, rates in loop_rounds.items()}
+    if loops:
+        print(f"train() loop: median of {args.rounds} epochs after the first (range in brackets)")
         for name, rate in loops.items():
-            print(f"train() loop, {name:44s} {rate:8.0f} views/s  {rate / base:5.2f}x today"
-                  + (f", {rate / end_to_end[name]:4.2f}x its end to end" if name in end_to_end else ""))
+            row = by_setting.get(name)
+            print(f"train() loop, {name:44s} {rate:8.0f} views/s ({min(loop_rounds[name]):.0f}-{max(loop_rounds[name]):.0f})"
+                  f"  {rate / loops[TODAY]:5.2f}x today"
+                  + (f", {rate / row['bare']:4.2f}x its bare step, {rate / row['end_to_end']:4.2f}x its end to end" if row else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"date": time.strftime("%Y-%m-%d %H:%M"), "threads": torch.get_num_threads(), "native_bf16": native_bf16,
                        "matmul_gflops": gflops, "train_gflop_per_view": flops / 1e9,
                        "plain_train_gflop_per_view": plain_flops / 1e9, "batch": args.batch,
-                       "settings": rows, "loop": loops, "auto": auto_name}, f, indent=1)
+                       "settings": rows, "loop": loops, "loop_rounds": loop_rounds, "auto": auto_name}, f, indent=1)
 
 
 if __name__ == "__main__":
