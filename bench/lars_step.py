@@ -1,11 +1,13 @@
-"""The LARS optimiser step alone, side by side in one run: sempairs' (fused on the CPU) against timm's.
+"""The LARS optimiser step, side by side in one run: sempairs' (fused on the CPU) against timm's.
 
 For SimCLR's whole model (backbone and projector, the project's parameter groups: weights adapted
 with weight decay 1e-5, biases and norms plain; momentum 0.9, trust coefficient 0.02, clipping),
-with ResNet-18's standard network and with the quickstart's (small-image stem, width 0.25), it
-times ``optimizer.step()`` on fixed random gradients for
+channels-last as the training loop sets it, with ResNet-18's standard network and with the
+quickstart's (small-image stem, width 0.25, stem 64 and 16), it times ``optimizer.step()`` on fixed
+random gradients for
 
-  sempairs      ``sempairs.train.lars.Lars`` (two foreach norms, then PyTorch's fused SGD kernel);
+  sempairs      ``sempairs.train.lars.Lars`` (per parameter two dot-product norms, then PyTorch's
+                fused SGD kernel);
   timm foreach  timm's ``Lars(foreach=True)``, what sempairs used before;
   timm loop     timm's per-parameter form (``foreach=False``, timm's default on the CPU),
 
