@@ -61,18 +61,15 @@ def setups(network: list[str]) -> dict[str, tuple[torch.nn.Module, torch.optim.O
     """One model (same weights and gradients) and optimiser per optimiser form."""
     cfg = config(network)
     gen = torch.Generator().manual_seed(0)
-    out = {}
+    grads, out = None, {}
     for name, (cls, kwargs) in OPTIMISERS.items():
         torch.manual_seed(0)
         model = build_method(cfg).to(memory_format=torch.channels_last)  # as the training loop sets it
-        for p in model.parameters():
-            # in the weight's layout, as backward() leaves it (a gradient in another layout is copied first)
-            p.grad = torch.empty_like(p).normal_(std=1e-3, generator=gen) if not out else None
+        # in the weight's layout, as backward() leaves it (a gradient in another layout is copied first)
+        grads = grads or [torch.empty_like(p).normal_(std=1e-3, generator=gen) for p in model.parameters()]
+        for p, grad in zip(model.parameters(), grads):
+            p.grad = grad.clone()
         out[name] = (model, cls(param_groups(model, cfg.optim), lr=0.3, momentum=0.9, **kwargs))
-    first = list(out.values())[0][0]
-    for model, _ in list(out.values())[1:]:
-        for p, q in zip(model.parameters(), first.parameters()):
-            p.grad = q.grad.clone()
     return out
 
 

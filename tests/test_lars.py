@@ -50,6 +50,11 @@ def _run(optimizer_class, dtype, steps=5, switch_at=None, other_class=None, **kw
     return [p.detach() for p in model.parameters()], opt
 
 
+def _equal_in_float64(ours, reference) -> None:
+    """Tensors, or lists of them, equal to float64 rounding."""
+    torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-14)
+
+
 SETTINGS = [dict(momentum=m, dampening=d, trust_clip=c, trust_coeff=eta)
             for m, d, c, eta in itertools.product([0.0, 0.9], [0.0, 0.1], [False, True], [0.02, 0.001])
             if not (m == 0 and d)]
@@ -59,8 +64,7 @@ SETTINGS = [dict(momentum=m, dampening=d, trust_clip=c, trust_coeff=eta)
 def test_fused_lars_equals_timms_in_float64(setting):
     ours, _ = _run(Lars, torch.float64, **setting)
     reference, _ = _run(TimmLars, torch.float64, foreach=False, **setting)
-    for a, b in zip(ours, reference):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    _equal_in_float64(ours, reference)
 
 
 @pytest.mark.parametrize("foreach", [False, True])
@@ -70,8 +74,7 @@ def test_fused_lars_equals_timms_in_float32_without_weight_decay_too(foreach):
                          groups={"weight_decay": weight_decay})
         reference, timm_opt = _run(TimmLars, torch.float32, momentum=0.9, trust_clip=True, trust_coeff=0.02,
                                    foreach=foreach, groups={"weight_decay": weight_decay})
-        for a, b in zip(ours, reference):
-            torch.testing.assert_close(a, b, rtol=2e-6, atol=1e-7)
+        torch.testing.assert_close(ours, reference, rtol=2e-6, atol=1e-7)
         assert set(opt.state_dict()["state"][0]) == set(timm_opt.state_dict()["state"][0]) == {"momentum_buffer"}
 
 
@@ -79,8 +82,7 @@ def test_fused_lars_equals_timms_in_float32_without_weight_decay_too(foreach):
 def test_a_checkpoint_moves_between_timms_lars_and_ours(first, second):
     moved, _ = _run(first, torch.float64, switch_at=3, other_class=second, momentum=0.9, trust_clip=True)
     reference, _ = _run(TimmLars, torch.float64, momentum=0.9, trust_clip=True)
-    for a, b in zip(moved, reference):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    _equal_in_float64(moved, reference)
 
 
 def test_zero_norms_and_missing_gradients_step_as_timms():
@@ -96,15 +98,13 @@ def test_zero_norms_and_missing_gradients_step_as_timms():
             opt.step()
         results.append([p.detach().clone() for p in model.parameters()])
         assert 2 not in {i for i, p in enumerate(model.parameters()) if p in opt.state}  # no buffer without a grad
-    for a, b in zip(*results):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    _equal_in_float64(*results)
 
 
 def test_nesterov_steps_with_timms_form():
     ours, _ = _run(Lars, torch.float64, momentum=0.9, nesterov=True)
     reference, _ = _run(TimmLars, torch.float64, momentum=0.9, nesterov=True)
-    for a, b in zip(ours, reference):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    _equal_in_float64(ours, reference)
 
 
 def test_sempairs_builds_its_own_lars_with_the_projects_groups():
@@ -128,8 +128,7 @@ def test_channels_last_weights_step_as_timms_whatever_the_gradients_layout(grad_
             opt.step()
         assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
         results.append([p.detach().clone() for p in model.parameters()])
-    for a, b in zip(*results):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    _equal_in_float64(*results)
 
 
 def test_a_weight_in_another_layout_steps_with_timms_form():
@@ -144,7 +143,7 @@ def test_a_weight_in_another_layout_steps_with_timms_form():
             opt.step()
         assert not torch.equal(weight.detach(), start)
         results.append(weight.detach().clone())
-    torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=1e-14)
+    _equal_in_float64(*results)
 
 
 @pytest.mark.parametrize("precision, steps, rel", [("32-true", 3, 1e-5), ("auto", 2, 1e-3)])
